@@ -1,0 +1,60 @@
+"""The store layout: the one module that spells a key.
+
+Every key is relative to the cluster prefix (the path of the discovery URL); the store
+backend adds the prefix. The table in docs/DESIGN.md lists who writes each key and for
+how long it lives. Nothing else in shoal builds a key string by hand: call these.
+"""
+
+from __future__ import annotations
+
+CLUSTER = "cluster"
+LEADER = "leader"
+MANAGERS = "managers/"
+NODES = "nodes/"
+NODE_SPECS = "node-specs/"
+SERVICES = "services/"
+TASKS = "tasks/"
+STATUS = "status/"
+
+
+def manager(manager_id: str) -> str:
+    return f"{MANAGERS}{manager_id}"
+
+
+def node(node_id: str) -> str:
+    return f"{NODES}{node_id}"
+
+
+def node_spec(node_id: str) -> str:
+    return f"{NODE_SPECS}{node_id}"
+
+
+def service(name: str) -> str:
+    return f"{SERVICES}{name}"
+
+
+def node_tasks(node_id: str) -> str:
+    """The prefix an agent watches: every task assigned to one node."""
+    return f"{TASKS}{node_id}/"
+
+
+def task(node_id: str, task_id: str) -> str:
+    return f"{TASKS}{node_id}/{task_id}"
+
+
+def status(task_id: str) -> str:
+    return f"{STATUS}{task_id}"
+
+
+def last_segment(key: str) -> str:
+    """`nodes/abc` -> `abc`; `tasks/n1/t9` -> `t9`."""
+    return key.rsplit("/", 1)[-1]
+
+
+def split_task_key(key: str) -> tuple[str, str]:
+    """`tasks/<node-id>/<task-id>` -> (node id, task id)."""
+    rest = key[len(TASKS) :]
+    node_id, _, task_id = rest.partition("/")
+    if not node_id or not task_id:
+        raise ValueError(f"not a task key: {key!r}")
+    return node_id, task_id

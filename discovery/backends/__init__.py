@@ -1,0 +1,1 @@
+"""Store backends, one module each; `discovery.registry` maps URL schemes to them."""
