@@ -27,7 +27,7 @@ from discovery import (
 from discovery.contract import MAX_VALUE_BYTES
 
 
-async def collect(store: Store, prefix: str, start: int, count: int, timeout: float) -> list[Event]:
+async def collect(store: Store, prefix: str, start: int, count: int, within: float) -> list[Event]:
     events: list[Event] = []
 
     async def run() -> None:
@@ -37,7 +37,7 @@ async def collect(store: Store, prefix: str, start: int, count: int, timeout: fl
                 return
 
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(run(), timeout)
+        await asyncio.wait_for(run(), within)
     return events
 
 
@@ -160,7 +160,7 @@ async def test_lease_keeps_keys_while_renewed_and_removes_them_after(store: Stor
         await asyncio.sleep(0.1)
     assert await store.get("leased/b") is None
     assert await store.get("leased/durable") is not None
-    events = await collect(store, "leased/", start, 5, timeout=5)
+    events = await collect(store, "leased/", start, 5, within=5)
     deletes = {e.key for e in events if e.type is EventType.DELETE}
     assert deletes == {"leased/a", "leased/b"}
     with pytest.raises(LeaseNotFound):
@@ -188,7 +188,7 @@ async def test_watch_sees_2000_puts_in_order(store: Store, store_url: str) -> No
             for i in range(count):
                 await writer.put(f"stream/{i:05d}", str(i).encode())
 
-    watcher = asyncio.ensure_future(collect(store, "stream/", start, count, timeout=120))
+    watcher = asyncio.ensure_future(collect(store, "stream/", start, count, within=120))
     await write()
     events = await watcher
     assert len(events) == count
@@ -208,7 +208,7 @@ async def test_watch_from_listing_revision_replays_what_happened_since(store: St
     await store.delete("w/gone")
     await store.put("w/new", b"2")
     await store.put("other/x", b"not watched")
-    events = await collect(store, "w/", listing.revision + 1, 3, timeout=10)
+    events = await collect(store, "w/", listing.revision + 1, 3, within=10)
     expected = [
         (EventType.PUT, "w/keep", b"1"),
         (EventType.DELETE, "w/gone", None),
@@ -228,13 +228,13 @@ async def test_watch_reports_deletes_and_txn_changes(store: Store) -> None:
     if not store.exact_history:
         # level-triggered: t/a's put and delete may collapse into nothing; the final
         # state must still arrive, and a delivered put of t/a must be followed by its delete
-        events = await collect(store, "t/", start, 3, timeout=5)
+        events = await collect(store, "t/", start, 3, within=5)
         seen = [(e.type, e.key) for e in events]
         assert (EventType.PUT, "t/b") in seen
         if (EventType.PUT, "t/a") in seen:
             assert seen.index((EventType.DELETE, "t/a")) > seen.index((EventType.PUT, "t/a"))
         return
-    events = await collect(store, "t/", start, 3, timeout=10)
+    events = await collect(store, "t/", start, 3, within=10)
     assert len(events) == 3
     if store.exact_history:
         assert (events[0].type, events[0].key) == (EventType.PUT, "t/a")

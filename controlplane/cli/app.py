@@ -1,0 +1,39 @@
+"""The command tree: one typer app, each group from its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from controlplane.cli import agent, manager
+from controlplane.version import __version__
+
+app = typer.Typer(
+    name="shoal",
+    help="shoal: run Docker on many hosts as one cluster.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"shoal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """shoal: run Docker on many hosts as one cluster."""
+
+
+app.command("agent")(agent.agent)
+app.command("manager")(manager.manager)
+
+
+def main() -> None:
+    app()
