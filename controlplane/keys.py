@@ -1,5 +1,9 @@
 """The store layout: the one module that spells a key.
 
+`pending/<task-id>` extends the design's table: a task no node fits lives there (with
+its status carrying the scheduler's explanation) until the leader places it, moving it
+to `tasks/<node-id>/<task-id>` in one transaction under the same id.
+
 Every key is relative to the cluster prefix (the path of the discovery URL); the store
 backend adds the prefix. The table in docs/DESIGN.md lists who writes each key and for
 how long it lives. Nothing else in shoal builds a key string by hand: call these.
@@ -15,6 +19,7 @@ NODE_SPECS = "node-specs/"
 SERVICES = "services/"
 TASKS = "tasks/"
 STATUS = "status/"
+PENDING = "pending/"
 
 
 def manager(manager_id: str) -> str:
@@ -44,6 +49,11 @@ def task(node_id: str, task_id: str) -> str:
 
 def status(task_id: str) -> str:
     return f"{STATUS}{task_id}"
+
+
+def pending(task_id: str) -> str:
+    """A task the leader could not place yet: no node id, the reason in its status."""
+    return f"{PENDING}{task_id}"
 
 
 def last_segment(key: str) -> str:

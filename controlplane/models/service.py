@@ -106,6 +106,7 @@ class ServiceSpec(Strict):
     rollback_config: UpdateConfig = Field(default_factory=UpdateConfig)
     stop_signal: str | None = None
     stop_grace_period: float = Field(default=10.0, ge=0)
+    init: bool = False
     stack: str | None = None
 
     @field_validator("name")

@@ -67,6 +67,7 @@ class TaskSpec(Document):
     stop_signal: str | None = None
     stop_grace_seconds: float = 10.0
     hostname: str | None = None
+    init: bool = False  # run an init process as PID 1 (forwards signals, reaps zombies)
 
 
 class Task(Document):
@@ -76,7 +77,7 @@ class Task(Document):
     service: str
     service_id: str = ""
     slot: int | None = None  # None for global services (one per node)
-    node_id: str
+    node_id: str  # "" while pending (no node fits yet)
     spec_version: int
     spec: TaskSpec
     desired_state: DesiredState = DesiredState.RUNNING
