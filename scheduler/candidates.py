@@ -92,9 +92,11 @@ class Leaf(_Child):
         self.dynamic = tuple(dynamic)
         key = state.strategy.key
         nodes, versions = state.nodes, state.versions
-        self.heap: list[tuple[Any, str, int, int]] = [
-            (key(request, nodes[idx]), nodes[idx].id, versions[idx], idx) for idx in members
-        ]
+        self.heap: list[tuple[Any, str, int, int]] = []
+        append = self.heap.append
+        for idx in members:
+            node = nodes[idx]
+            append((key(request, node), node.id, versions[idx], idx))
         heapq.heapify(self.heap)
         self.pushed = {idx: versions[idx] for idx in members}
         self.log_position = len(state.changed)
@@ -143,9 +145,12 @@ class Leaf(_Child):
                 continue
             heapq.heappop(heap)
             pushed[idx] = PARKED
-            if all(filter_.check(request, node) for filter_ in dynamic):
+            for filter_ in dynamic:
+                if not filter_.check(request, node):
+                    state.watchers.setdefault(idx, []).append(self)
+                    break
+            else:
                 return idx
-            state.watchers.setdefault(idx, []).append(self)
         return None
 
     def put_back(self, idx: int) -> None:

@@ -25,8 +25,9 @@ class SpreadStrategy(StrategyBase):
 
     def key(self, request: PlacementRequest, node: NodeView) -> tuple[bool, int, int]:
         service = request.service
+        failures = node.recent_failures
         return (
-            node.recent_failures.get(service, 0) >= self.failure_threshold,
+            bool(failures) and failures.get(service, 0) >= self.failure_threshold,
             node.tasks_by_service.get(service, 0),
             node.total_tasks,
         )
