@@ -124,7 +124,7 @@ class FileStoreConfig:
 
 
 def prepare_directory(config: FileStoreConfig, url: str) -> None:
-    """Create the store's directory (mode 0700) or check the existing one."""
+    """Create the store's directory (mode 0700) and database file (0600), or check them."""
     directory = config.directory
     if directory.exists() and not directory.is_dir():
         raise InvalidStoreURL(
@@ -145,6 +145,16 @@ def prepare_directory(config: FileStoreConfig, url: str) -> None:
         raise InvalidStoreURL(
             f"discovery URL {url!r}: {config.database} is a directory, not a database"
         )
+    # An empty file is an empty SQLite database. Creating it here makes it private
+    # (0600) whatever the umask, and SQLite gives its -wal and -shm files the same mode.
+    try:
+        os.close(os.open(config.database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise InvalidStoreURL(
+            f"discovery URL {url!r}: cannot create {config.database}: {exc.strerror or exc}"
+        ) from None
 
 
 class FileStore(Store):

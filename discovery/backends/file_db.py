@@ -199,8 +199,8 @@ class Database:
             return self._conn
         conn = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            mode = self._enable_wal(conn)
+            if mode != "wal":
                 raise StoreUnavailable(
                     f"file store {self.path}: this filesystem does not support SQLite's "
                     f"WAL mode (got {mode!r}); use a local disk"
@@ -212,6 +212,23 @@ class Database:
             raise
         self._conn = conn
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> str:
+        """Switch a new database to WAL mode (it stays so); returns the mode now in force.
+
+        While several processes open a new database at once, the switch can fail at once
+        with "locked" instead of waiting the busy timeout (SQLite refuses to wait while
+        holding the lock another waiter needs), so it is retried until the lock timeout.
+        """
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY")
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -262,11 +279,14 @@ class Database:
             )
         return StoreUnavailable(f"file store {self.path} is unusable: {exc}")
 
-    def _read(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `body` on one consistent snapshot, after ending any expired leases."""
+    def _read(self, body: Callable[[sqlite3.Connection], T], *, snapshot: bool = True) -> T:
+        """Run `body` after ending any expired leases; on one consistent snapshot unless
+        `body` is a single statement, which is always one (saves a BEGIN and a COMMIT)."""
         with self._sqlite_errors():
             conn = self._connect()
             self._expire_due(conn)
+            if not snapshot:
+                return body(conn)
             conn.execute("BEGIN")
             try:
                 return body(conn)
@@ -305,7 +325,10 @@ class Database:
             "SELECT 1 FROM leases WHERE expires_at <= ? LIMIT 1", (time.time(),)
         ).fetchone()
         if due is not None:
-            self._write(lambda conn, revisions: None)
+            # a read must not fail for want of the write lock: the next writer, or the
+            # next look, ends these leases instead
+            with contextlib.suppress(StoreUnavailable):
+                self._write(lambda conn, revisions: None)
 
     def _end_expired(self, conn: sqlite3.Connection, revisions: _Revisions) -> None:
         expired = conn.execute(
@@ -362,7 +385,7 @@ class Database:
             ).fetchone()
             return KeyValue(*row) if row is not None else None
 
-        return self._read(body)
+        return self._read(body, snapshot=False)
 
     def list(self, prefix: str) -> Listing:
         where, bounds = _key_range(prefix)

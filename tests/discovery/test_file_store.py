@@ -301,8 +301,9 @@ async def test_directory_is_created_private_and_data_survives_reopen(tmp_path: P
         lease = await store.grant(30)
         first = await store.put("services/web", b"spec")
         await store.put("nodes/n1", b"up", lease=lease.id)
-    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    assert (directory / DATABASE_NAME).is_file()
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        for name in (DATABASE_NAME, f"{DATABASE_NAME}-wal", f"{DATABASE_NAME}-shm"):
+            assert stat.S_IMODE((directory / name).stat().st_mode) == 0o600, name
     async with await open_store(url) as store:
         kv = await store.get("services/web")
         assert kv is not None
@@ -311,6 +312,20 @@ async def test_directory_is_created_private_and_data_survives_reopen(tmp_path: P
         assert await store.put("services/web", b"spec2") > first + 1
         await store.revoke(lease.id)
         assert await store.get("nodes/n1") is None
+
+
+async def test_many_processes_may_create_the_store_at_once(tmp_path: Path) -> None:
+    for attempt in range(5):
+        url = f"file://{tmp_path}/fresh-{attempt}"
+        stores = await asyncio.gather(*(open_store(url) for _ in range(8)))
+        try:
+            # each store has its own connection and thread, like separate processes
+            await asyncio.gather(*(s.put(f"k/{n}", b"x") for n, s in enumerate(stores)))
+        finally:
+            await asyncio.gather(*(s.close() for s in stores))
+        async with await open_store(url) as store:
+            listing = await store.list("k/")
+        assert (len(listing.items), listing.revision) == (8, 8)
 
 
 @pytest.mark.parametrize(
