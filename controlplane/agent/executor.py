@@ -1,0 +1,488 @@
+"""The executor: makes the runtime do what the node's tasks say, and reports what happens.
+
+It follows `tasks/<node-id>/`: a listing, then a watch from the listing's revision + 1
+(after `RevisionCompacted`: a new listing, diffed against what it knew). For each task:
+
+- desired running: report `preparing` and `starting`, `runtime.ensure(task)`, then what
+  the runtime observes (`running` with its container id and endpoints). `TaskRejected`
+  is reported `rejected` with the reason;
+- desired shutdown: `runtime.stop(task, grace)`, then `shutdown`;
+- key deleted: `runtime.remove(task)`, and its status key goes too.
+
+The runtime's `changes()` name units that started or exited; the executor observes them
+and reports `complete` or `failed` with the exit code. A task that reached a final state
+is never started again: replacing it is the reconciler's decision, with a new task.
+
+Every `resync_interval` (and at start, before anything else) the executor lists the
+runtime's units and compares: a unit whose task exists is adopted as it is (never
+restarted: an agent restarted while its containers run takes them back, same ids); a
+unit of this cluster whose task is gone is removed; a task whose unit vanished is
+reported failed. Units without this cluster's label are never touched.
+
+Work on one task is serialised by a worker per task that acts on the task's *latest*
+state (a burst of changes costs one pass), while different tasks proceed concurrently
+up to `concurrency` at once. An observation taken while its task's worker was acting
+may be stale; it is dropped and the unit observed again once the action is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from controlplane import keys
+from controlplane.agent.backoff import Backoff, jittered
+from controlplane.agent.runtime import Observed, Runtime, TaskRejected
+from controlplane.agent.status import StatusReporter
+from controlplane.models import Task, TaskState, TaskStatus
+from controlplane.models.task import DesiredState
+from discovery import (
+    Event,
+    EventType,
+    Listing,
+    RevisionCompacted,
+    Store,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Order of the states a task passes through before it is final; reports never go back.
+_PROGRESS = {
+    TaskState.NEW: 0,
+    TaskState.PENDING: 1,
+    TaskState.ASSIGNED: 2,
+    TaskState.PREPARING: 3,
+    TaskState.STARTING: 4,
+    TaskState.RUNNING: 5,
+}
+#: Unit changes arriving within this window are observed together.
+CHANGE_BATCH_WINDOW = 0.02
+
+
+def _progress(status: TaskStatus | None) -> int:
+    if status is None:
+        return -1
+    return _PROGRESS.get(status.state, len(_PROGRESS))
+
+
+@dataclass(eq=False)
+class _Slot:
+    """What the executor knows about one task id, and its worker."""
+
+    task_id: str
+    task: Task | None = None  # None: the key is gone (or never existed): remove the unit
+    reported: TaskStatus | None = None  # the last status written (or found at start)
+    observed: Observed | None = None  # a fresh observation of its unit, not yet acted on
+    missing: bool = False  # the runtime had no unit for it when last observed
+    dirty: bool = False
+    busy: bool = False  # a runtime action is in progress
+    generation: int = 0  # counts finished runtime actions
+    recheck: bool = False  # an observation arrived while busy: observe again after
+    removed: bool = False
+    worker: asyncio.Task[None] | None = None
+
+
+class Executor:
+    """Runs the tasks of one node on one runtime."""
+
+    def __init__(
+        self,
+        store: Store,
+        runtime: Runtime,
+        *,
+        node_id: str,
+        cluster_id: str,
+        reporter: StatusReporter,
+        resync_interval: float = 10.0,
+        concurrency: int = 16,
+        op_timeout: float = 10.0,
+    ) -> None:
+        self._store = store
+        self._runtime = runtime
+        self.node_id = node_id
+        self.cluster_id = cluster_id
+        self._reporter = reporter
+        self._resync_interval = resync_interval
+        self._limit = asyncio.Semaphore(concurrency)
+        self._op_timeout = op_timeout
+        self._prefix = keys.node_tasks(node_id)
+        self._slots: dict[str, _Slot] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+        self._changed: set[str] = set()
+        self._changed_event = asyncio.Event()
+        self.ready = asyncio.Event()  # set once the first listing and resync are done
+
+    # --- the loops ----------------------------------------------------------------------
+    async def run(self) -> None:
+        """List, adopt what runs, then follow the tasks and the runtime until cancelled."""
+        try:
+            listing = await self._list()
+            self._apply_listing(listing)
+            await self._load_reported()
+            await self._resync()
+            self.ready.set()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._follow_tasks(listing.revision + 1))
+                group.create_task(self._follow_changes())
+                group.create_task(self._observe_changed())
+                group.create_task(self._resync_periodically())
+        finally:
+            workers = list(self._workers)
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _list(self) -> Listing:
+        backoff = Backoff(first=0.2, cap=5.0)
+        while True:
+            try:
+                return await self._bounded(self._store.list(self._prefix))
+            except (StoreUnavailable, TimeoutError) as exc:
+                log.info("node %s cannot list its tasks yet: %s", self.node_id, exc)
+                await asyncio.sleep(backoff.next_delay())
+
+    async def _follow_tasks(self, start: int) -> None:
+        backoff = Backoff(first=0.2, cap=5.0)
+        while True:
+            try:
+                async for event in self._store.watch(self._prefix, start_revision=start):
+                    start = event.revision + 1
+                    self._on_event(event)
+                    backoff.reset()
+            except RevisionCompacted as exc:
+                log.warning("node %s: task watch compacted (%s); listing again", self.node_id, exc)
+                listing = await self._list()
+                self._apply_listing(listing)
+                start = listing.revision + 1
+            except StoreUnavailable as exc:
+                delay = backoff.next_delay()
+                log.info("node %s: task watch interrupted (%s); resuming", self.node_id, exc)
+                await asyncio.sleep(delay)
+
+    async def _follow_changes(self) -> None:
+        backoff = Backoff(first=0.5, cap=10.0)
+        while True:
+            try:
+                async for task_id in self._runtime.changes():
+                    self._want_observe(task_id)
+                    backoff.reset()
+            except Exception as exc:
+                log.warning("node %s: runtime change feed failed: %s", self.node_id, exc)
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _observe_changed(self) -> None:
+        while True:
+            await self._changed_event.wait()
+            await asyncio.sleep(CHANGE_BATCH_WINDOW)
+            self._changed_event.clear()
+            wanted, self._changed = self._changed, set()
+            await self._observe(wanted)
+
+    async def _resync_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(jittered(self._resync_interval, 0.1))
+            await self._resync()
+
+    # --- what the store says ------------------------------------------------------------
+    def _on_event(self, event: Event) -> None:
+        try:
+            node_id, task_id = keys.split_task_key(event.key)
+        except ValueError:
+            return
+        if node_id != self.node_id or "/" in task_id:
+            return
+        if event.type is EventType.DELETE:
+            self._set_task(task_id, None)
+        elif event.value is not None:
+            task = self._parse(task_id, event.value)
+            if task is not None:
+                self._set_task(task_id, task)
+
+    def _apply_listing(self, listing: Listing) -> None:
+        listed: set[str] = set()
+        for kv in listing.items:
+            try:
+                node_id, task_id = keys.split_task_key(kv.key)
+            except ValueError:
+                continue
+            if node_id != self.node_id or "/" in task_id:
+                continue
+            listed.add(task_id)
+            task = self._parse(task_id, kv.value)
+            if task is not None:
+                self._set_task(task_id, task)
+        for task_id, slot in list(self._slots.items()):
+            if slot.task is not None and task_id not in listed:
+                self._set_task(task_id, None)
+
+    def _parse(self, task_id: str, raw: bytes) -> Task | None:
+        """The task in `raw`, or None (logged) when it is not one: such a key is ignored."""
+        try:
+            task = Task.load(raw)
+        except ValidationError as exc:
+            log.error(
+                "node %s: task %s is not a valid task document: %s", self.node_id, task_id, exc
+            )
+            return None
+        if task.id != task_id:
+            log.error("node %s: task key %s holds task %s", self.node_id, task_id, task.id)
+            return None
+        return task
+
+    def _set_task(self, task_id: str, task: Task | None) -> None:
+        slot = self._slots.get(task_id)
+        if slot is None:
+            if task is None:
+                return  # nothing known, nothing to remove (a resync finds stray units)
+            slot = self._slots[task_id] = _Slot(task_id)
+        elif slot.task == task and task is not None:
+            return
+        slot.task = task
+        self._mark(slot)
+
+    async def _load_reported(self) -> None:
+        """Read the statuses of the listed tasks: where each one was when we last looked."""
+        limit = asyncio.Semaphore(32)
+
+        async def load(slot: _Slot) -> None:
+            async with limit:
+                kv = await self._retrying(lambda: self._store.get(keys.status(slot.task_id)))
+            if kv is None:
+                return
+            try:
+                slot.reported = TaskStatus.load(kv.value)
+            except ValidationError:
+                log.warning("node %s: unreadable status of task %s", self.node_id, slot.task_id)
+
+        await asyncio.gather(*(load(slot) for slot in list(self._slots.values())))
+
+    # --- what the runtime says ----------------------------------------------------------
+    def _want_observe(self, task_id: str) -> None:
+        self._changed.add(task_id)
+        self._changed_event.set()
+
+    async def _observe(self, task_ids: set[str]) -> None:
+        generations = {tid: slot.generation for tid, slot in self._slots.items()}
+        units = await self._units()
+        if units is None:
+            return
+        for task_id in task_ids:
+            unit = units.get(task_id)
+            slot = self._slots.get(task_id)
+            if slot is None:
+                if unit is not None:
+                    self._adopt_stray(unit)
+                continue
+            self._deliver(slot, unit, generations)
+
+    async def _resync(self) -> None:
+        generations = {tid: slot.generation for tid, slot in self._slots.items()}
+        units = await self._units()
+        if units is None:
+            return
+        for task_id, unit in units.items():
+            slot = self._slots.get(task_id)
+            if slot is None:
+                self._adopt_stray(unit)
+            else:
+                self._deliver(slot, unit, generations)
+        for task_id, slot in list(self._slots.items()):
+            if task_id not in units:
+                self._deliver(slot, None, generations)
+
+    async def _units(self) -> dict[str, Observed] | None:
+        """This cluster's units on this node, by task id; None if the runtime failed."""
+        try:
+            observed = await self._bounded(self._runtime.observe())
+        except Exception as exc:
+            log.warning("node %s: cannot observe the runtime: %s", self.node_id, exc)
+            return None
+        return {unit.task_id: unit for unit in observed if unit.cluster_id == self.cluster_id}
+
+    def _adopt_stray(self, unit: Observed) -> None:
+        log.info(
+            "node %s: unit %s of task %s has no task any more; removing it",
+            self.node_id,
+            unit.container_id[:12],
+            unit.task_id,
+        )
+        slot = self._slots[unit.task_id] = _Slot(unit.task_id)
+        self._mark(slot)
+
+    def _deliver(self, slot: _Slot, unit: Observed | None, generations: dict[str, int]) -> None:
+        if slot.busy:
+            slot.recheck = True  # taken while it was acting: look again once it is done
+            return
+        if generations.get(slot.task_id) != slot.generation:
+            self._want_observe(slot.task_id)
+            return
+        slot.observed = unit
+        slot.missing = unit is None
+        self._mark(slot)
+
+    # --- the per-task workers -----------------------------------------------------------
+    def _mark(self, slot: _Slot) -> None:
+        slot.dirty = True
+        if slot.worker is None:
+            slot.worker = asyncio.create_task(self._work(slot), name=f"task-{slot.task_id}")
+            self._workers.add(slot.worker)
+            slot.worker.add_done_callback(self._workers.discard)
+
+    async def _work(self, slot: _Slot) -> None:
+        try:
+            while slot.dirty:
+                slot.dirty = False
+                async with self._limit:
+                    try:
+                        await self._step(slot)
+                    except Exception:
+                        log.exception("node %s: task %s failed a step", self.node_id, slot.task_id)
+        finally:
+            slot.worker = None
+            if slot.removed and self._slots.get(slot.task_id) is slot:
+                del self._slots[slot.task_id]
+
+    async def _step(self, slot: _Slot) -> None:
+        task = slot.task
+        unit, slot.observed = slot.observed, None
+        missing, slot.missing = slot.missing, False
+        if task is None:
+            await self._remove(slot)
+        elif task.desired_state is DesiredState.SHUTDOWN:
+            await self._shut_down(slot, task)
+        else:
+            await self._keep_running(slot, task, unit, missing=missing)
+
+    async def _keep_running(
+        self, slot: _Slot, task: Task, unit: Observed | None, *, missing: bool
+    ) -> None:
+        reported = slot.reported
+        if reported is not None and reported.state.terminal:
+            return  # final: never restarted here
+        if unit is not None:
+            await self._report_unit(slot, unit)
+            return
+        if reported is not None and reported.state is TaskState.RUNNING:
+            if missing:
+                await self._report(
+                    slot,
+                    TaskState.FAILED,
+                    message="its unit disappeared from the runtime",
+                    error="unit not found",
+                )
+            return
+        if _progress(reported) < _PROGRESS[TaskState.PREPARING]:
+            await self._report(slot, TaskState.PREPARING)
+        if _progress(slot.reported) < _PROGRESS[TaskState.STARTING]:
+            await self._report(slot, TaskState.STARTING)
+        try:
+            async with self._acting(slot):
+                unit = await self._runtime.ensure(task)
+        except TaskRejected as exc:
+            await self._report(slot, TaskState.REJECTED, message="rejected", error=str(exc))
+            return
+        except Exception as exc:
+            log.warning("node %s: task %s could not start: %s", self.node_id, task.id, exc)
+            await self._report(slot, TaskState.FAILED, message="could not start", error=str(exc))
+            return
+        await self._report_unit(slot, unit)
+
+    async def _shut_down(self, slot: _Slot, task: Task) -> None:
+        if slot.reported is not None and slot.reported.state.terminal:
+            return
+        try:
+            async with self._acting(slot):
+                unit = await self._runtime.stop(task.id, grace=task.spec.stop_grace_seconds)
+        except Exception as exc:
+            log.warning("node %s: task %s could not be stopped: %s", self.node_id, task.id, exc)
+            return  # the next resync tries again
+        await self._report(slot, TaskState.SHUTDOWN, unit=unit, message="shut down as desired")
+
+    async def _remove(self, slot: _Slot) -> None:
+        try:
+            async with self._acting(slot):
+                await self._runtime.remove(slot.task_id)
+        except Exception as exc:
+            log.warning(
+                "node %s: unit of task %s could not be removed: %s", self.node_id, slot.task_id, exc
+            )
+            return  # still a stray: the next resync tries again
+        await self._reporter.forget(slot.task_id)
+        slot.removed = True
+
+    @contextlib.asynccontextmanager
+    async def _acting(self, slot: _Slot) -> AsyncIterator[None]:
+        slot.busy = True
+        try:
+            yield
+        finally:
+            slot.busy = False
+            slot.generation += 1
+            if slot.recheck:
+                slot.recheck = False
+                self._want_observe(slot.task_id)
+
+    # --- reporting ----------------------------------------------------------------------
+    async def _report_unit(self, slot: _Slot, unit: Observed) -> None:
+        """Report what the runtime observed, unless it would take the status backwards."""
+        current = slot.reported
+        if current is not None and current.state.terminal:
+            return
+        if not unit.state.terminal:
+            ahead = _PROGRESS.get(unit.state, -1) > _progress(current)
+            replaced = (
+                current is not None
+                and unit.state is current.state
+                and unit.container_id != current.container_id
+            )
+            if not (ahead or replaced):
+                return
+        await self._report(slot, unit.state, unit=unit, message=unit.message)
+
+    async def _report(
+        self,
+        slot: _Slot,
+        state: TaskState,
+        *,
+        unit: Observed | None = None,
+        message: str = "",
+        error: str = "",
+    ) -> None:
+        previous = slot.reported
+        status = TaskStatus(
+            task_id=slot.task_id,
+            state=state,
+            container_id=unit.container_id if unit else (previous.container_id if previous else ""),
+            endpoints=list(unit.endpoints) if unit else [],
+            exit_code=unit.exit_code if unit else None,
+            message=message,
+            error=error,
+            timestamp=time.time(),
+            started_at=unit.started_at if unit else (previous.started_at if previous else None),
+            finished_at=unit.finished_at if unit else None,
+        )
+        slot.reported = status
+        await self._reporter.report(status)
+
+    # --- helpers ------------------------------------------------------------------------
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        return await asyncio.wait_for(call, self._op_timeout)
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        backoff = Backoff(first=0.2, cap=5.0)
+        while True:
+            try:
+                return await self._bounded(call())
+            except (StoreUnavailable, TimeoutError) as exc:
+                log.info("node %s: store call failed (%s); retrying", self.node_id, exc)
+                await asyncio.sleep(backoff.next_delay())

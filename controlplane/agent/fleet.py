@@ -1,0 +1,119 @@
+"""Hollow mode: many nodes in one process, for scale tests of the control plane.
+
+`shoal agent --runtime hollow --hollow-nodes 1000` runs a thousand `Agent`s on one
+event loop and one store connection. Each is a full node as far as the cluster can
+tell: its own id (kept in `<state-dir>/hollow-<i>/`), lease, heartbeat, task watch and
+status reports; only its runtime pretends. What makes that cheap: an idle node is a few
+sleeping coroutines (no thread of its own), renewals are spread by jitter, and
+registration runs a bounded number of nodes at a time so that a thousand nodes starting
+at once do not queue a thousand transactions on the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from controlplane.agent.agent import Agent, RuntimeFactory
+from discovery import Store, open_store
+
+log = logging.getLogger(__name__)
+
+#: Nodes registering at the same time.
+START_CONCURRENCY = 32
+
+
+def hollow_state_dir(state_dir: Path, index: int) -> Path:
+    return state_dir / f"hollow-{index}"
+
+
+class HollowFleet:
+    """`count` agents sharing one store connection; `run()` until `stop()`."""
+
+    def __init__(
+        self,
+        *,
+        count: int,
+        state_dir: Path,
+        advertise_addr: str,
+        runtime: Callable[[int], RuntimeFactory],
+        discovery: str | None = None,
+        store: Store | None = None,
+        labels: Mapping[str, str] | None = None,
+        heartbeat_period: float = 5.0,
+        resync_interval: float = 10.0,
+        hostname_prefix: str = "hollow",
+    ) -> None:
+        if store is None and discovery is None:
+            raise ValueError("a HollowFleet needs a store or a discovery URL")
+        self.count = count
+        self.state_dir = state_dir
+        self.advertise_addr = advertise_addr
+        self._runtime = runtime
+        self._discovery = discovery
+        self._store = store
+        self._owns_store = store is None
+        self._labels = dict(labels or {})
+        self._heartbeat_period = heartbeat_period
+        self._resync_interval = resync_interval
+        self._hostname_prefix = hostname_prefix
+        self.agents: list[Agent] = []
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        """Create and register every node; raises what the first failing node raised."""
+        if self.agents:
+            return
+        if self._store is None:
+            assert self._discovery is not None
+            self._store = await open_store(self._discovery)
+        store = self._store
+        self.agents = [
+            Agent(
+                runtime=self._runtime(index),
+                state_dir=hollow_state_dir(self.state_dir, index),
+                advertise_addr=self.advertise_addr,
+                store=store,
+                discovery=self._discovery,
+                labels=self._labels,
+                heartbeat_period=self._heartbeat_period,
+                resync_interval=self._resync_interval,
+                hostname=f"{self._hostname_prefix}-{index}",
+            )
+            for index in range(self.count)
+        ]
+        limit = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def start_one(agent: Agent) -> None:
+            async with limit:
+                await agent.start()
+
+        await asyncio.gather(*(start_one(agent) for agent in self.agents))
+        log.info("%d hollow nodes registered", len(self.agents))
+
+    async def run(self) -> None:
+        """Start every node, then run them all until `stop()` (or one fails)."""
+        try:
+            await self.start()
+            runs = [asyncio.create_task(agent.run()) for agent in self.agents]
+            stopping = asyncio.create_task(self._stopping.wait())
+            try:
+                await asyncio.wait([*runs, stopping], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await asyncio.gather(*(agent.stop() for agent in self.agents))
+                stopping.cancel()
+                results = await asyncio.gather(*runs, stopping, return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+        finally:
+            await asyncio.gather(*(agent.stop() for agent in self.agents))
+            if self._owns_store and self._store is not None:
+                await self._store.close()
+
+    async def stop(self) -> None:
+        """Revoke every node's lease at once; `run()` then returns."""
+        self._stopping.set()
+        await asyncio.gather(*(agent.stop() for agent in self.agents))

@@ -1,0 +1,128 @@
+"""Joining a cluster: the one time an agent talks to a manager.
+
+`POST {manager}/swarm/join` with the join token returns the node's id, the cluster id and
+the discovery URL; the manager writes the node's spec. From then on the agent talks only
+to the store, and a restarted agent reads all of this from its state directory instead
+of asking again (see `identity`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from controlplane.agent.identity import Identity, load_identity, node_file, save_identity
+
+log = logging.getLogger(__name__)
+
+
+class JoinError(Exception):
+    """The manager refused the join or could not be asked; the message says which."""
+
+
+class JoinGrant(BaseModel):
+    """The manager's answer to a valid join."""
+
+    node_id: str
+    cluster_id: str
+    discovery: str
+    role: str = "worker"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    token: str
+    node_id: str | None  # None on a first join
+    hostname: str
+    addr: str
+
+
+def manager_url(manager: str) -> str:
+    """`10.0.0.1:2377` or `http://10.0.0.1:2377/` -> `http://10.0.0.1:2377`."""
+    text = manager.strip().rstrip("/")
+    if not text:
+        raise JoinError("no manager given to join through: pass --join HOST:PORT")
+    if "://" not in text:
+        text = f"http://{text}"
+    return text
+
+
+async def joined_identity(
+    state_dir: Path,
+    *,
+    manager: str,
+    token: str,
+    hostname: str,
+    addr: str,
+    transport: httpx.AsyncBaseTransport | None = None,  # None except in tests
+) -> Identity:
+    """The identity saved in `state_dir`, joining through `manager` first if there is none."""
+    saved = await asyncio.to_thread(load_identity, state_dir)
+    if saved is not None and saved.discovery:
+        log.info(
+            "already joined as node %s (%s); not asking the manager again",
+            saved.node_id,
+            node_file(state_dir),
+        )
+        return saved
+    request = JoinRequest(
+        token=token, node_id=saved.node_id if saved else None, hostname=hostname, addr=addr
+    )
+    grant = await join_cluster(manager, request, transport=transport)
+    identity = Identity(
+        node_id=grant.node_id, cluster_id=grant.cluster_id, discovery=grant.discovery
+    )
+    await asyncio.to_thread(save_identity, state_dir, identity)
+    log.info("joined cluster %s as node %s (%s)", grant.cluster_id, grant.node_id, grant.role)
+    return identity
+
+
+async def join_cluster(
+    manager: str,
+    request: JoinRequest,
+    *,
+    http_timeout: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,  # None except in tests
+) -> JoinGrant:
+    """Ask `manager` to admit this node; raises `JoinError` with a one-line reason."""
+    base = manager_url(manager)
+    body = {
+        "token": request.token,
+        "node_id": request.node_id,
+        "hostname": request.hostname,
+        "addr": request.addr,
+    }
+    try:
+        async with httpx.AsyncClient(timeout=http_timeout, transport=transport) as client:
+            response = await client.post(f"{base}/swarm/join", json=body)
+    except httpx.HTTPError as exc:
+        raise JoinError(
+            f"cannot reach the manager at {base}: {exc or type(exc).__name__}"
+        ) from None
+    if response.status_code == 200:
+        try:
+            return JoinGrant.model_validate_json(response.content)
+        except ValidationError:
+            raise JoinError(
+                f"the manager at {base} answered the join with an unexpected body: "
+                f"{response.text[:200]!r}"
+            ) from None
+    detail = _detail(response)
+    if response.status_code == 401:
+        raise JoinError(f"the manager at {base} refused the join token: {detail}")
+    raise JoinError(f"the manager at {base} refused the join ({response.status_code}): {detail}")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(payload, dict) and isinstance(payload.get("detail"), str):
+        return str(payload["detail"])
+    return response.text[:200]
