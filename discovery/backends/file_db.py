@@ -265,13 +265,18 @@ class Database:
 
     def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
         name = getattr(exc, "sqlite_errorname", "")
-        if name.startswith("SQLITE_BUSY") or name.startswith("SQLITE_LOCKED"):
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             return StoreUnavailable(
                 f"file store {self.path}: another process held the write lock for more "
                 f"than {self.lock_timeout:g} s; retry later"
             )
         if name.startswith("SQLITE_FULL"):
             return StoreUnavailable(f"file store {self.path}: the disk is full")
+        if name.startswith("SQLITE_IOERR"):
+            return StoreUnavailable(
+                f"file store {self.path}: the disk refused a read or write ({exc}); "
+                "check free space, file size limits and the disk's health"
+            )
         if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN")):
             return StoreUnavailable(
                 f"file store {self.path} cannot be opened for writing ({exc}); check the "

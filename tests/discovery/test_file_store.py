@@ -83,6 +83,26 @@ async def main(url: str) -> None:
 asyncio.run(main(sys.argv[1]))
 """
 
+DISK_FILLER = """
+import asyncio, json, resource, signal, sys
+from discovery import StoreUnavailable, open_store
+
+async def main(url: str) -> None:
+    async with await open_store(url) as store:
+        await store.put("before", b"kept")
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a dead process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
+        written = 0
+        try:
+            while True:
+                await store.put(f"big/{written}", b"y" * 400_000)
+                written += 1
+        except StoreUnavailable as exc:
+            print(json.dumps({"written": written, "error": str(exc)}))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
 LEASE_HOLDER = """
 import asyncio, sys
 from discovery import open_store
@@ -360,6 +380,22 @@ async def test_a_damaged_database_is_unavailable_without_a_sqlite_traceback(
     assert "\n" not in str(info.value)
     assert info.value.__cause__ is None
     assert info.value.__suppress_context__
+
+
+async def test_a_full_disk_fails_the_write_cleanly(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    url = f"file://{directory}"
+    report = json.loads(await finish(await spawn(DISK_FILLER, url)))
+    assert "the disk refused a read or write" in report["error"]
+    assert "\n" not in report["error"]
+    assert integrity(directory) == "ok"
+    async with await open_store(url) as store:
+        listing = await store.list("")
+    # everything acknowledged is there, the failed write is not
+    assert [kv.key for kv in listing.items] == [
+        "before",
+        *sorted(f"big/{n}" for n in range(report["written"])),
+    ]
 
 
 async def test_writers_wait_for_the_lock_and_give_up_after_its_timeout(tmp_path: Path) -> None:
