@@ -21,10 +21,12 @@ can lose the last few commits, and even then the database stays consistent.
 `synchronous=FULL` would fsync every commit for milliseconds each, to guard against
 power loss, which is not what this store promises.
 
-Leases carry a wall-clock expiry (every process on the host shares the clock). Nobody
-owns expiry: every write, and every read or watch poll that finds an expired lease,
-ends it in a transaction that deletes its keys and records their delete events, so
-keys vanish within TTL plus one watch poll even when nothing else writes.
+Leases carry a wall-clock expiry (every process on the host shares the clock, so a
+lease granted by a process that was since killed still ends; a step of the clock moves
+every expiry with it). No process owns expiry: every write, and every read or watch
+poll that finds an expired lease, ends it in a transaction that deletes its keys and
+records their delete events. So an expired key is never read, and a watcher hears of
+it within one poll even when nothing writes.
 
 Watches poll the `changes` table (20 ms after activity, backing off to 100 ms when idle).
 There is no portable cross-process wake-up for SQLite, and a poll of an idle store is
@@ -223,6 +225,8 @@ class FileStore(Store):
 
     # --- watch -----------------------------------------------------------------------
     async def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[Event]:
+        """Poll the history; a locked or failing database is retried, with backoff up to
+        a second, from the same position, until the store is closed."""
         next_revision = max(start_revision, 1)
         delay = _POLL_MIN
         while True:
