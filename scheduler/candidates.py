@@ -27,7 +27,7 @@ candidate count. See docs/benchmarks-scheduler.md for the figures.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from scheduler.constraints import Preference
@@ -37,6 +37,10 @@ from scheduler.request import PlacementRequest
 from scheduler.strategies.base import Strategy
 
 PARKED = -1  # `pushed[idx]` for a node that has no entry in the heap
+
+# Heap entries: (strategy key, node id for ties, node version when keyed, node index).
+_Heap = list[tuple[Any, str, int, int]]
+_Template = tuple[_Heap, dict[int, int], int]  # heap, versions pushed, log position
 
 
 class PassState:
@@ -53,10 +57,46 @@ class PassState:
         self.changed: list[int] = []
         self.watchers: dict[int, list[Leaf]] = {}
         self.trees_by_service: dict[str, list[CandidateTree]] = {}
+        # Services with a task or a recent failure somewhere: see `Strategy.key_scope`.
+        self.services_present: set[str] = set()
+        for node in nodes:
+            self.services_present.update(s for s, n in node.tasks_by_service.items() if n > 0)
+            self.services_present.update(s for s, n in node.recent_failures.items() if n > 0)
+        self.templates: dict[Hashable, _Template] = {}
+
+    def template(
+        self, share: Hashable, request: PlacementRequest, members: Sequence[int]
+    ) -> tuple[_Heap, dict[int, int]]:
+        """A heap for `members` keyed for `request`, shared by every group with `share`.
+
+        Kept current: the members changed since its last use are re-keyed, in one linear
+        sweep plus a heapify, both much cheaper than keying every member again.
+        """
+        found = self.templates.get(share)
+        if found is None:
+            heap, pushed = _build_heap(self, request, members)
+        else:
+            heap, pushed, position = found
+            changed = self.changed
+            dirty = {idx for idx in changed[position:] if idx in pushed}
+            if dirty:
+                key, nodes, versions = self.strategy.key, self.nodes, self.versions
+                heap = [
+                    (key(request, nodes[entry[3]]), entry[1], versions[entry[3]], entry[3])
+                    if entry[3] in dirty
+                    else entry
+                    for entry in heap
+                ]
+                heapq.heapify(heap)
+                for idx in dirty:
+                    pushed[idx] = versions[idx]
+        self.templates[share] = (heap, pushed, len(self.changed))
+        return heap, pushed
 
     def reserve(self, request: PlacementRequest, idx: int) -> None:
         """Record a placement: update the node and tell whoever depends on it."""
         self.nodes[idx].reserve(request)
+        self.services_present.add(request.service)
         self.versions[idx] += 1
         self.changed.append(idx)
         for leaf in self.watchers.pop(idx, ()):
@@ -86,19 +126,17 @@ class Leaf(_Child):
         request: PlacementRequest,
         dynamic: Sequence[Filter],
         members: Sequence[int],
+        share: Hashable | None = None,
     ) -> None:
         self.state = state
         self.request = request
         self.dynamic = tuple(dynamic)
-        key = state.strategy.key
-        nodes, versions = state.nodes, state.versions
-        self.heap: list[tuple[Any, str, int, int]] = []
-        append = self.heap.append
-        for idx in members:
-            node = nodes[idx]
-            append((key(request, node), node.id, versions[idx], idx))
-        heapq.heapify(self.heap)
-        self.pushed = {idx: versions[idx] for idx in members}
+        if share is None:
+            self.heap, self.pushed = _build_heap(state, request, members)
+        else:
+            # Same members and same keys as an earlier group: copy its heap (C speed).
+            heap, pushed = state.template(share, request, members)
+            self.heap, self.pushed = heap.copy(), pushed.copy()
         self.log_position = len(state.changed)
         self.parent = None
         self.slot = 0
@@ -223,7 +261,9 @@ class CandidateTree:
         request: PlacementRequest,
         dynamic: Sequence[Filter],
         members: Sequence[int],
+        members_key: Hashable | None = None,
     ) -> None:
+        """`members_key` names the member set (None: unique), for sharing initial heaps."""
         self.state = state
         self.service = request.service
         self.leaf_of: dict[int, Leaf] = {}
@@ -237,7 +277,11 @@ class CandidateTree:
             self._index(self.root, ())
             state.trees_by_service.setdefault(self.service, []).append(self)
         else:
-            self.root = Leaf(state, request=request, dynamic=dynamic, members=members)
+            share = None
+            scope = _key_scope(state, request)
+            if members_key is not None and scope is not None:
+                share = (members_key, scope)
+            self.root = Leaf(state, request=request, dynamic=dynamic, members=members, share=share)
 
     def _build(
         self,
@@ -288,3 +332,27 @@ class CandidateTree:
         for step in self.path_of.get(idx, ()):
             step.count += 1
             step.version += 1
+
+
+def _key_scope(state: PassState, request: PlacementRequest) -> Hashable | None:
+    """The strategy's `key_scope`, if it has one: equal scopes, equal keys on every node."""
+    method = getattr(state.strategy, "key_scope", None)
+    if method is None:
+        return None
+    scope: Hashable | None = method(
+        request, service_is_new=request.service not in state.services_present
+    )
+    return scope
+
+
+def _build_heap(
+    state: PassState, request: PlacementRequest, members: Sequence[int]
+) -> tuple[_Heap, dict[int, int]]:
+    key, nodes, versions = state.strategy.key, state.nodes, state.versions
+    heap: _Heap = []
+    append = heap.append
+    for idx in members:
+        node = nodes[idx]
+        append((key(request, node), node.id, versions[idx], idx))
+    heapq.heapify(heap)
+    return heap, {idx: versions[idx] for idx in members}

@@ -127,33 +127,39 @@ class _Pass:
         return self.state.nodes[idx].id
 
     def tree(self, request: PlacementRequest) -> CandidateTree:
+        members, members_key = self.static_members(request)
         return CandidateTree(
             self.state,
             request=request,
             dynamic=self.pipeline.dynamic,
-            members=self.static_members(request),
+            members=members,
+            members_key=members_key,
         )
 
-    def static_members(self, request: PlacementRequest) -> list[int]:
-        """The nodes passing every static filter, shared by requests with equal keys."""
+    def static_members(self, request: PlacementRequest) -> tuple[list[int], Hashable | None]:
+        """The nodes passing every static filter, shared by requests with equal keys.
+
+        Also returns the key naming that set, or None when it is not shared.
+        """
         nodes, static = self.state.nodes, self.pipeline.static
         if request.node_id is not None:
             idx = self.state.index.get(request.node_id)
-            if idx is None:
-                return []
-            return [idx] if all(f.check(request, nodes[idx]) for f in static) else []
+            if idx is None or not all(f.check(request, nodes[idx]) for f in static):
+                return [], None
+            return [idx], None
         keys = tuple(cache_key_of(f, request) for f in static)
         if None in keys:
-            return [
+            members = [
                 idx for idx, node in enumerate(nodes) if all(f.check(request, node) for f in static)
             ]
-        members = self.members.get(keys)
-        if members is None:
+            return members, None
+        found = self.members.get(keys)
+        if found is None:
             sets = [self._static_set(position, f, request) for position, f in enumerate(static)]
             sets.sort(key=len)
             passing = set(range(len(nodes))).intersection(*sets) if sets else range(len(nodes))
-            members = self.members[keys] = sorted(passing)
-        return members
+            found = self.members[keys] = sorted(passing)
+        return found, keys
 
     def _static_set(
         self, position: int, filter_: Filter, request: PlacementRequest

@@ -8,15 +8,20 @@ instead, and recomputes a node's key only when a placement changes that node.
 `keys_only_grow` tells the pipeline how lazy it may be. True promises that a node's key
 never gets smaller as tasks land on it (spread: more tasks, larger key), so a stale key in
 the heap is never better than the truth and can be refreshed when it reaches the top.
-False (binpack: fuller is better) makes the pipeline refresh a node's key in every heap
-that holds it as soon as the node changes. Without the attribute, False is assumed.
+False (binpack: fuller is better) makes each heap catch up with the log of changed nodes
+before it is used, re-keying them first. Without the attribute, False is assumed.
+
+`key_scope(request, *, service_is_new)` (optional) lets groups share work: requests with
+equal scopes must get equal keys on every node, so the pipeline builds one heap and copies
+it. `service_is_new` is True when the request's service has no task and no recent failure
+on any node of the pass. None, or no such method: no sharing.
 
 Factories registered under `shoal.strategies` are called as `factory(seed=seed)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from scheduler.nodes import NodeView
@@ -38,6 +43,9 @@ class StrategyBase:
 
     def key(self, request: PlacementRequest, node: NodeView) -> Any:
         raise NotImplementedError
+
+    def key_scope(self, request: PlacementRequest, *, service_is_new: bool) -> Hashable | None:
+        return None
 
     def rank(self, request: PlacementRequest, nodes: Sequence[NodeView]) -> list[NodeView]:
         """All of `nodes`, best first (the order the pipeline would fill them)."""

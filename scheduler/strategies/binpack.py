@@ -7,6 +7,8 @@ an open node is still preferred to an empty one.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from scheduler.nodes import NodeView
 from scheduler.request import PlacementRequest
 from scheduler.strategies.base import StrategyBase
@@ -28,6 +30,9 @@ class BinpackStrategy(StrategyBase):
 
     def __init__(self, *, seed: int | None = None) -> None:
         del seed
+
+    def key_scope(self, request: PlacementRequest, *, service_is_new: bool) -> Hashable:
+        return ()  # the key does not depend on the request at all
 
     def key(self, request: PlacementRequest, node: NodeView) -> tuple[float, int]:
         return (-used_fraction(node), -node.total_tasks)

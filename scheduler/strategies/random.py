@@ -9,6 +9,7 @@ receives a task.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Hashable
 
 from scheduler.nodes import NodeView
 from scheduler.request import PlacementRequest
@@ -33,6 +34,9 @@ class RandomStrategy(StrategyBase):
 
     def __init__(self, *, seed: int | None = None) -> None:
         self.seed = 0 if seed is None else seed
+
+    def key_scope(self, request: PlacementRequest, *, service_is_new: bool) -> Hashable:
+        return request.service
 
     def key(self, request: PlacementRequest, node: NodeView) -> int:
         node_hash = zlib.crc32(node.id.encode())

@@ -9,6 +9,8 @@ spread over the label's values first, then over the nodes of the chosen value.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from scheduler.nodes import NodeView
 from scheduler.request import PlacementRequest
 from scheduler.strategies.base import StrategyBase
@@ -22,6 +24,11 @@ class SpreadStrategy(StrategyBase):
     def __init__(self, *, seed: int | None = None, failure_threshold: int = 5) -> None:
         del seed  # not random: accepted so every factory has one signature
         self.failure_threshold = failure_threshold
+
+    def key_scope(self, request: PlacementRequest, *, service_is_new: bool) -> Hashable:
+        # A service with no task and no failure anywhere keys every node as
+        # (False, 0, total tasks): all new services share one heap.
+        return ("new",) if service_is_new else ("service", request.service)
 
     def key(self, request: PlacementRequest, node: NodeView) -> tuple[bool, int, int]:
         service = request.service

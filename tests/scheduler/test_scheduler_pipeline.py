@@ -147,3 +147,12 @@ def test_units() -> None:
     assert format_cpus(CPU // 2) == "0.5 CPUs"
     assert format_cpus(CPU) == "1 CPU"
     assert format_cpus(2 * CPU) == "2 CPUs"
+
+
+def test_new_services_sharing_one_heap_still_see_every_earlier_placement() -> None:
+    views = [node(f"n{i}") for i in range(3)]
+    wants = [request(service, 1) for service in ("a", "b", "c", "d", "e", "f")]
+    spread = load_pipeline().place(wants, views)
+    assert sorted(spread.assignments.values()) == ["n0", "n0", "n1", "n1", "n2", "n2"]
+    binpack = load_pipeline(strategy="binpack").place(wants, views)
+    assert set(binpack.assignments.values()) == {"n0"}
