@@ -1,0 +1,223 @@
+"""The mirror's maps, changed one store event at a time.
+
+Each key prefix of the store layout (`controlplane.keys`) has one map of parsed
+documents; a put replaces one entry and a delete removes one, so following a cluster of
+ten thousand tasks costs one dict operation per event, never a rebuild. Only a relist
+(at start, and after `RevisionCompacted`) builds the maps from scratch.
+
+A value that does not parse (a newer schema, a hand-edited key, a bug elsewhere) is
+logged and skipped, and the entry keeps its last good value: dropping it would read as
+"this service was removed" or "this node is down", and a leader would act on that. A
+key outside the layout is ignored.
+
+Nodes: the time each `nodes/` key disappears is kept in `down_since`, and dropped when
+the key comes back. A relist compares the new listing with the old maps, so a node
+that went down while the mirror was not watching is down from the relist on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from controlplane import keys
+from controlplane.models import (
+    ClusterRecord,
+    LeaderRecord,
+    ManagerRecord,
+    NodeInfo,
+    NodeSpec,
+    Task,
+    TaskStatus,
+)
+from controlplane.models.service import ServiceRecord
+from controlplane.state.records import StoredService, StoredStatus, StoredTask
+from controlplane.state.snapshot import ClusterSnapshot
+from discovery import Listing
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], key: str, value: bytes) -> M | None:
+    try:
+        return model.model_validate_json(value)
+    except (ValidationError, ValueError) as exc:
+        log.warning("skipping %s: not a valid %s document: %s", key, model.__name__, exc)
+        return None
+
+
+def _mismatch(key: str, what: str, found: str, expected: str) -> None:
+    log.warning("skipping %s: its %s is %r, the key says %r", key, what, found, expected)
+
+
+class ClusterContents:
+    """Parsed documents by kind; see the module docstring for the rules."""
+
+    def __init__(self) -> None:
+        self.cluster: ClusterRecord | None = None
+        self.leader: LeaderRecord | None = None
+        self.leader_revision = 0
+        self.managers: dict[str, ManagerRecord] = {}
+        self.nodes: dict[str, NodeInfo] = {}
+        self.node_specs: dict[str, NodeSpec] = {}
+        self.services: dict[str, StoredService] = {}
+        self.tasks: dict[str, StoredTask] = {}  # placed and pending, by task id
+        self.pending: dict[str, StoredTask] = {}  # the `pending/` keys only
+        self.statuses: dict[str, StoredStatus] = {}
+        self.down_since: dict[str, float] = {}
+        self._puts: list[tuple[str, Callable[[str, bytes, int], None]]] = [
+            (keys.TASKS, self._put_task),
+            (keys.STATUS, self._put_status),
+            (keys.PENDING, self._put_task),
+            (keys.NODES, self._put_node),
+            (keys.NODE_SPECS, self._put_node_spec),
+            (keys.SERVICES, self._put_service),
+            (keys.MANAGERS, self._put_manager),
+        ]
+
+    # --- building ---------------------------------------------------------------------
+    @classmethod
+    def from_listing(
+        cls, listing: Listing, *, now: float, previous: ClusterContents | None = None
+    ) -> ClusterContents:
+        """Maps built from a listing; `previous` carries the nodes' down-since times."""
+        contents = cls()
+        for kv in listing.items:
+            contents.put(kv.key, kv.value, kv.mod_revision)
+        if previous is not None:
+            contents.down_since = {
+                node_id: since
+                for node_id, since in previous.down_since.items()
+                if node_id not in contents.nodes
+            }
+            for node_id in previous.nodes:
+                if node_id not in contents.nodes:
+                    contents.down_since[node_id] = now
+        return contents
+
+    def snapshot(self, *, revision: int, watching_since: float) -> ClusterSnapshot:
+        """Copies of every map, frozen, as of `revision`."""
+        return ClusterSnapshot(
+            revision=revision,
+            watching_since=watching_since,
+            cluster=self.cluster,
+            leader=self.leader,
+            leader_revision=self.leader_revision,
+            managers=MappingProxyType(dict(self.managers)),
+            nodes=MappingProxyType(dict(self.nodes)),
+            node_specs=MappingProxyType(dict(self.node_specs)),
+            services=MappingProxyType(dict(self.services)),
+            tasks=MappingProxyType(dict(self.tasks)),
+            statuses=MappingProxyType(dict(self.statuses)),
+            down_since=MappingProxyType(dict(self.down_since)),
+        )
+
+    # --- events -----------------------------------------------------------------------
+    def put(self, key: str, value: bytes, mod_revision: int) -> None:
+        if key == keys.CLUSTER:
+            self.cluster = _parse(ClusterRecord, key, value) or self.cluster
+            return
+        if key == keys.LEADER:
+            leader = _parse(LeaderRecord, key, value)
+            if leader is not None:
+                self.leader, self.leader_revision = leader, mod_revision
+            return
+        for prefix, handler in self._puts:
+            if key.startswith(prefix):
+                handler(key, value, mod_revision)
+                return
+
+    def delete(self, key: str, *, now: float) -> None:
+        if key == keys.CLUSTER:
+            self.cluster = None
+        elif key == keys.LEADER:
+            self.leader, self.leader_revision = None, 0
+        elif key.startswith(keys.TASKS) or key.startswith(keys.PENDING):
+            task_id = keys.last_segment(key)
+            found = self.tasks.get(task_id)
+            if found is not None and found.key == key:
+                del self.tasks[task_id]
+            found = self.pending.get(task_id)
+            if found is not None and found.key == key:
+                del self.pending[task_id]
+        elif key.startswith(keys.STATUS):
+            self.statuses.pop(key[len(keys.STATUS) :], None)
+        elif key.startswith(keys.NODES):
+            node_id = key[len(keys.NODES) :]
+            if self.nodes.pop(node_id, None) is not None:
+                self.down_since[node_id] = now
+        elif key.startswith(keys.NODE_SPECS):
+            self.node_specs.pop(key[len(keys.NODE_SPECS) :], None)
+        elif key.startswith(keys.SERVICES):
+            self.services.pop(key[len(keys.SERVICES) :], None)
+        elif key.startswith(keys.MANAGERS):
+            self.managers.pop(key[len(keys.MANAGERS) :], None)
+
+    # --- one handler per prefix --------------------------------------------------------
+    def _put_task(self, key: str, value: bytes, mod_revision: int) -> None:
+        if key.startswith(keys.TASKS):
+            try:
+                node_id, task_id = keys.split_task_key(key)
+            except ValueError:
+                log.warning("skipping %s: not a task key", key)
+                return
+        else:
+            node_id, task_id = "", key[len(keys.PENDING) :]
+        task = _parse(Task, key, value)
+        if task is None:
+            return
+        if task.id != task_id:
+            _mismatch(key, "id", task.id, task_id)
+        elif task.node_id != node_id:
+            _mismatch(key, "node id", task.node_id, node_id)
+        else:
+            entry = StoredTask(task=task, key=key, mod_revision=mod_revision)
+            self.tasks[task_id] = entry
+            if entry.pending:
+                self.pending[task_id] = entry
+
+    def _put_status(self, key: str, value: bytes, mod_revision: int) -> None:
+        status = _parse(TaskStatus, key, value)
+        task_id = key[len(keys.STATUS) :]
+        if status is None:
+            return
+        if status.task_id != task_id:
+            _mismatch(key, "task id", status.task_id, task_id)
+            return
+        self.statuses[task_id] = StoredStatus(status=status, mod_revision=mod_revision)
+
+    def _put_node(self, key: str, value: bytes, mod_revision: int) -> None:
+        node = _parse(NodeInfo, key, value)
+        node_id = key[len(keys.NODES) :]
+        if node is not None and node.id != node_id:
+            _mismatch(key, "id", node.id, node_id)
+        elif node is not None:
+            self.nodes[node_id] = node
+            self.down_since.pop(node_id, None)
+
+    def _put_node_spec(self, key: str, value: bytes, mod_revision: int) -> None:
+        spec = _parse(NodeSpec, key, value)
+        node_id = key[len(keys.NODE_SPECS) :]
+        if spec is not None and spec.id != node_id:
+            _mismatch(key, "id", spec.id, node_id)
+        elif spec is not None:
+            self.node_specs[node_id] = spec
+
+    def _put_service(self, key: str, value: bytes, mod_revision: int) -> None:
+        record = _parse(ServiceRecord, key, value)
+        name = key[len(keys.SERVICES) :]
+        if record is not None and record.spec.name != name:
+            _mismatch(key, "name", record.spec.name, name)
+        elif record is not None:
+            self.services[name] = StoredService(record=record, mod_revision=mod_revision)
+
+    def _put_manager(self, key: str, value: bytes, mod_revision: int) -> None:
+        manager = _parse(ManagerRecord, key, value)
+        if manager is not None:
+            self.managers[key[len(keys.MANAGERS) :]] = manager
