@@ -20,8 +20,11 @@ Placement preferences (`spread=node.labels.zone`) make the candidates a tree: a 
 heap orders label values by how many tasks of the service they hold, a leaf heap orders
 the nodes of one value. A pick takes the emptiest value that still has a fitting node.
 
-Each pick costs O(log n) plus the stale entries it meets; building a group costs its
-candidate count. See docs/benchmarks-scheduler.md for the figures.
+Groups whose keys are equal on every node (`Strategy.key_scope`: for spread, all services
+with no task yet) share a template: one entry per node, re-keyed only for the nodes
+changed since its last use, then copied and heapified at C speed. Each pick costs
+O(log n) plus the stale entries it meets; requests whose keys cannot be shared pay one
+strategy key per candidate node. See docs/benchmarks-scheduler.md for the figures.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ PARKED = -1  # `pushed[idx]` for a node that has no entry in the heap
 
 # Heap entries: (strategy key, node id for ties, node version when keyed, node index).
 _Heap = list[tuple[Any, str, int, int]]
-_Template = tuple[_Heap, dict[int, int], int]  # heap, versions pushed, log position
+# A shared heap's template: entry per member, version keyed per member, log position.
+_Template = tuple[dict[int, tuple[Any, str, int, int]], dict[int, int], int]
 
 
 class PassState:
@@ -67,31 +71,27 @@ class PassState:
     def template(
         self, share: Hashable, request: PlacementRequest, members: Sequence[int]
     ) -> tuple[_Heap, dict[int, int]]:
-        """A heap for `members` keyed for `request`, shared by every group with `share`.
+        """A fresh heap for `members` keyed for `request`, shared by every group with `share`.
 
-        Kept current: the members changed since its last use are re-keyed, in one linear
-        sweep plus a heapify, both much cheaper than keying every member again.
+        The template keeps one entry per member; the members changed since its last use
+        are re-keyed, and the rest is copied and heapified at C speed.
         """
         found = self.templates.get(share)
         if found is None:
             heap, pushed = _build_heap(self, request, members)
-        else:
-            heap, pushed, position = found
-            changed = self.changed
-            dirty = {idx for idx in changed[position:] if idx in pushed}
-            if dirty:
-                key, nodes, versions = self.strategy.key, self.nodes, self.versions
-                heap = [
-                    (key(request, nodes[entry[3]]), entry[1], versions[entry[3]], entry[3])
-                    if entry[3] in dirty
-                    else entry
-                    for entry in heap
-                ]
-                heapq.heapify(heap)
-                for idx in dirty:
-                    pushed[idx] = versions[idx]
-        self.templates[share] = (heap, pushed, len(self.changed))
-        return heap, pushed
+            self.templates[share] = ({e[3]: e for e in heap}, pushed.copy(), len(self.changed))
+            return heap, pushed
+        entries, versions_pushed, position = found
+        key, nodes, versions, changed = self.strategy.key, self.nodes, self.versions, self.changed
+        for idx in changed[position:]:
+            if idx in versions_pushed and versions_pushed[idx] != versions[idx]:
+                node = nodes[idx]
+                entries[idx] = (key(request, node), node.id, versions[idx], idx)
+                versions_pushed[idx] = versions[idx]
+        self.templates[share] = (entries, versions_pushed, len(changed))
+        heap = list(entries.values())
+        heapq.heapify(heap)
+        return heap, versions_pushed.copy()
 
     def reserve(self, request: PlacementRequest, idx: int) -> None:
         """Record a placement: update the node and tell whoever depends on it."""
@@ -135,8 +135,7 @@ class Leaf(_Child):
             self.heap, self.pushed = _build_heap(state, request, members)
         else:
             # Same members and same keys as an earlier group: copy its heap (C speed).
-            heap, pushed = state.template(share, request, members)
-            self.heap, self.pushed = heap.copy(), pushed.copy()
+            self.heap, self.pushed = state.template(share, request, members)
         self.log_position = len(state.changed)
         self.parent = None
         self.slot = 0
