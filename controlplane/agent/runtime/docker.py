@@ -165,6 +165,7 @@ class DockerRuntime(Runtime):
                 "label": self._label_filter(),
             },
             since=time.time() - 1.0,
+            forget=self._forget,
         )
         stream = ChangeStream(on_close=pump.stop)
         weakref.finalize(stream, pump.stop)
@@ -336,8 +337,9 @@ class DockerRuntime(Runtime):
             return None
         container_id = str(found[0]["Id"])
         try:
-            if found[0].get("State") in _RUNNING_STATES:
-                api.stop(container_id, timeout=max(0, math.ceil(grace)))
+            # Always ask: the list's state word lags the container (see `_forget`), and
+            # the engine answers "not modified" for a container that is not running.
+            api.stop(container_id, timeout=max(0, math.ceil(grace)))
             return self._remember(api.inspect_container(container_id))
         except docker.errors.NotFound:
             return None
@@ -372,6 +374,16 @@ class DockerRuntime(Runtime):
             for gone in set(self._seen) - present:
                 del self._seen[gone]
         return result
+
+    def _forget(self, container_id: str) -> None:
+        """Drop what we knew of a container: the next `observe()` inspects it again.
+
+        Called for every event before its task id is delivered, because the engine's
+        container list still says "running" for a moment after it announced "die";
+        inspecting the container is what tells the truth at that moment.
+        """
+        with self._seen_lock:
+            self._seen.pop(container_id, None)
 
     def _remember(self, info: Inspect) -> Observed:
         observed = _observed(info)
@@ -481,10 +493,18 @@ class _EventPump:
     RETRY_MIN = 0.2
     RETRY_MAX = 5.0
 
-    def __init__(self, *, api: Callable[[], Any], filters: dict[str, Any], since: float) -> None:
+    def __init__(
+        self,
+        *,
+        api: Callable[[], Any],
+        filters: dict[str, Any],
+        since: float,
+        forget: Callable[[str], None],
+    ) -> None:
         self._api = api
         self._filters = filters
         self._since = since
+        self._forget = forget
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._stream: Any = None
@@ -531,8 +551,10 @@ class _EventPump:
                 time_nano = event.get("timeNano")
                 if time_nano:
                     self._since = int(time_nano) / 1e9
-                attributes = (event.get("Actor") or {}).get("Attributes") or {}
-                task_id = attributes.get(LABEL_TASK)
+                actor = event.get("Actor") or {}
+                if actor.get("ID"):
+                    self._forget(str(actor["ID"]))
+                task_id = (actor.get("Attributes") or {}).get(LABEL_TASK)
                 if task_id:
                     yield str(task_id)
         finally:

@@ -17,6 +17,9 @@ never mistaken for ours), and, once known, how it ended. A restarted agent re-at
 to live processes; one that ended while no agent watched it is not our child any more,
 its exit status is lost, and it is reported failed with a message saying exactly that.
 
+When the main process exits, whatever it left running in its process group is killed,
+as a container's processes die with its PID 1.
+
 Ports are the process's own business: it binds them itself, and its endpoints are the
 ones it declares (see `endpoints`). Resource limits are recorded by the scheduler but not
 enforced here. Limitations, honestly: one agent per state directory, and a process that
@@ -270,9 +273,14 @@ class ProcessRuntime(Runtime):
         return self._feed.subscribe()
 
     async def close(self) -> None:
-        """Stop watching; the processes keep running for the next agent to adopt."""
+        """Stop watching; the processes keep running for the next agent to adopt.
+
+        A closed runtime that is used again reads its records afresh, like a new one.
+        """
         for unit in self._units.values():
             self._unwatch(unit)
+        self._units.clear()
+        self._loaded = False
         self._feed.close()
 
     def log_path(self, task_id: str) -> Path:
@@ -333,6 +341,11 @@ class ProcessRuntime(Runtime):
         assert pid is not None
         status: int | None = None
         if unit.popen is not None:
+            # Like a container, the task ends with its main process: whatever it left
+            # behind in its group goes too. The unreaped leader still holds the group id,
+            # so this cannot reach a stranger that reused the pid.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
             status = unit.popen.wait()
             _CHILDREN.pop(pid, None)
         else:
