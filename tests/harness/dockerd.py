@@ -1,13 +1,157 @@
-"""Placeholder until the dockerd harness lands (being written this session)."""
+"""A real Docker Engine for the tests, on its own socket, shared by every session.
+
+The engine listens on `unix:///run/shoal-test-docker/docker.sock`, never on the system's
+`/var/run/docker.sock`, and keeps its images under `/var/lib/shoal-test-docker`, which
+outlives the session so that test images are built once per machine, not once per run.
+
+Several engineers (and their pytest sessions) share one machine, so:
+- a session first checks whether the socket already answers, and then just uses it;
+- starting is serialised by an exclusive lock, so two sessions never race two daemons;
+- every session holds a shared lock on `users.lock` while it uses the engine. The session
+  that started the daemon stops it at the end only if it can then take that lock
+  exclusively, i.e. when nobody else is using it; a daemon that was already running
+  before the session is always left running.
+
+overlay2 is tried first; where the kernel refuses overlay mounts the daemon is started
+again with vfs (slow: it copies the image for every container, but it always works).
+dockerd needs root; without root or without the binary, tests that need it skip
+locally and fail under CI=true, as for every other server the harness runs.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from tests.harness.process import require_binary
+from tests.harness.process import ServerProcess, in_ci, require_binary
+
+RUN_DIR = Path("/run/shoal-test-docker")
+SOCKET = RUN_DIR / "docker.sock"
+DOCKER_HOST = f"unix://{SOCKET}"
+DATA_ROOT = Path("/var/lib/shoal-test-docker")
+STORAGE_DRIVERS = ("overlay2", "vfs")
 
 
-@pytest.fixture
-def dockerd_url() -> str:
-    require_binary("dockerd-not-built", why="harness not built yet")
-    return ""
+def engine_answers(host: str = DOCKER_HOST, *, timeout: float = 2.0) -> bool:
+    """True when a Docker Engine answers `/_ping` on `host`."""
+    import docker
+
+    try:
+        client = docker.DockerClient(base_url=host, version="auto", timeout=timeout)
+    except Exception:
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def _daemon(driver: str, log_dir: Path) -> ServerProcess:
+    dockerd = require_binary("dockerd", why="the Docker runtime tests need a real Docker Engine")
+    return ServerProcess(
+        name=f"dockerd-{driver}",
+        argv=[
+            dockerd,
+            "--host",
+            DOCKER_HOST,
+            "--data-root",
+            str(DATA_ROOT),
+            "--exec-root",
+            str(RUN_DIR / "exec"),
+            "--pidfile",
+            str(RUN_DIR / "dockerd.pid"),
+            "--storage-driver",
+            driver,
+        ],
+        log_dir=log_dir,
+        ready=lambda: engine_answers(timeout=1.0),
+        start_timeout=60.0,
+    )
+
+
+def _start_daemon(log_dir: Path) -> ServerProcess:
+    failures: list[str] = []
+    for driver in STORAGE_DRIVERS:
+        server = _daemon(driver, log_dir)
+        try:
+            server.start()
+            return server
+        except RuntimeError as exc:
+            server.stop()
+            failures.append(f"--storage-driver {driver}: {exc}")
+    raise RuntimeError("dockerd would not start:\n" + "\n\n".join(failures))
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Docker host URL answered by a real engine (reused if one already runs there)."""
+    if os.geteuid() != 0:
+        message = "dockerd needs root; the Docker tests run as root (as CI does)"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    DATA_ROOT.mkdir(parents=True, exist_ok=True)
+    users = (RUN_DIR / "users.lock").open("a")
+    server: ServerProcess | None = None
+    with (RUN_DIR / "start.lock").open("a") as start_lock:
+        fcntl.flock(start_lock, fcntl.LOCK_EX)
+        try:
+            if not engine_answers():
+                server = _start_daemon(tmp_path_factory.mktemp("dockerd"))
+            fcntl.flock(users, fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(start_lock, fcntl.LOCK_UN)
+    try:
+        yield DOCKER_HOST
+    finally:
+        fcntl.flock(users, fcntl.LOCK_UN)
+        if server is not None:
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # another session still uses it; it stays up for them
+            else:
+                server.stop(timeout=30.0)
+                fcntl.flock(users, fcntl.LOCK_UN)
+        users.close()
+
+
+@pytest.fixture(scope="session")
+def dockerd_url(dockerd: str) -> str:
+    """The same Docker host URL, under the name the placeholder used."""
+    return dockerd
+
+
+@pytest.fixture(scope="session")
+def docker_client(dockerd: str) -> Iterator[Any]:
+    """A `docker.DockerClient` for the harness's engine."""
+    import docker
+
+    client = docker.DockerClient(base_url=dockerd, version="auto", timeout=60)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def wait_until_gone(client: Any, container_id: str, *, timeout: float = 10.0) -> None:
+    """Poll until the engine no longer knows `container_id`."""
+    import docker.errors
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"container {container_id[:12]} still exists after {timeout} s")
