@@ -1,0 +1,102 @@
+"""Global services: one task per eligible node, following nodes as they come and go."""
+
+from __future__ import annotations
+
+from controlplane import keys
+from controlplane.models import Availability
+from controlplane.reconciler import CreateTask
+from tests.reconciler.world import World
+
+
+def nodes_of(world: World, service: str) -> list[str]:
+    return sorted(task.node_id for task in world.live(service))
+
+
+def test_one_task_per_node_and_new_nodes_get_one() -> None:
+    world = World()
+    world.add_node("n1")
+    world.add_node("n2")
+    world.create_service("agent", mode="global")
+    decided = world.step()
+    creates = [op for op in decided.ops if isinstance(op, CreateTask)]
+    assert sorted(op.task.node_id for op in creates) == ["n1", "n2"]
+    assert all(op.task.slot is None for op in creates)
+    assert {op.reason for op in creates} == {"node joined"}
+    world.settle()
+
+    world.add_node("n3")
+    world.settle()
+    assert nodes_of(world, "agent") == ["n1", "n2", "n3"]
+    assert len(world.running("agent")) == 3
+
+
+def test_constraints_paused_and_drained_nodes() -> None:
+    world = World()
+    world.add_node("n1", labels={"zone": "a"})
+    world.add_node("n2", labels={"zone": "b"})
+    world.add_node("n3", labels={"zone": "a"}, availability=Availability.PAUSE)
+    world.create_service("agent", mode="global", placement={"constraints": ["node.labels.zone==a"]})
+    world.settle()
+    assert nodes_of(world, "agent") == ["n1"]  # n2 does not match, n3 is paused
+
+    world.set_availability("n3", Availability.ACTIVE)
+    world.settle()
+    assert nodes_of(world, "agent") == ["n1", "n3"]
+
+    world.set_availability("n3", Availability.PAUSE)  # pause keeps what runs
+    world.settle()
+    assert nodes_of(world, "agent") == ["n1", "n3"]
+
+    world.set_availability("n1", Availability.DRAIN)  # drain stops it
+    world.settle()
+    assert nodes_of(world, "agent") == ["n3"]
+
+
+def test_a_node_that_stops_matching_loses_its_task() -> None:
+    world = World()
+    world.add_node("n1", labels={"gpu": "yes"})
+    world.create_service(
+        "agent", mode="global", placement={"constraints": ["node.labels.gpu==yes"]}
+    )
+    world.settle()
+    assert nodes_of(world, "agent") == ["n1"]
+    spec = world.contents.node_specs["n1"]
+    world.put(keys.node_spec("n1"), spec.model_copy(update={"labels": {}}))
+    world.settle()
+    assert world.tasks("agent") == []
+
+
+def test_a_removed_node_loses_its_task_and_a_down_one_is_orphaned_then_renewed() -> None:
+    world = World(node_grace=10.0)
+    world.add_node("n1")
+    world.add_node("n2")
+    world.create_service("agent", mode="global")
+    world.settle()
+    old = {task.node_id: task.id for task in world.live("agent")}
+
+    world.node_down("n1")
+    world.now += 11
+    world.settle()
+    assert nodes_of(world, "agent") == ["n2"]  # no elsewhere for a global task
+
+    world.heartbeat("n1")
+    world.settle()
+    assert nodes_of(world, "agent") == ["n1", "n2"]
+    assert old["n1"] not in {task.id for task in world.tasks("agent")}
+
+    world.node_down("n2")
+    world.delete(keys.node_spec("n2"))  # `node rm`
+    world.settle()
+    assert nodes_of(world, "agent") == ["n1"]
+    assert old["n2"] not in {task.id for task in world.tasks("agent")}
+
+
+def test_a_global_task_that_does_not_fit_is_reported_not_stored() -> None:
+    world = World()
+    world.add_node("small", memory=1024**3)
+    world.create_service("agent", mode="global", reservations={"memory_bytes": 2 * 1024**3})
+    decided = world.step()
+    assert decided.ops == ()
+    assert len(decided.unplaced) == 1
+    assert "agent on node small" in decided.unplaced[0]
+    assert "lacks" in decided.unplaced[0]
