@@ -232,6 +232,10 @@ class DockerRuntime(Runtime):
             return
         except docker.errors.ImageNotFound:
             pass
+        except docker.errors.APIError as exc:
+            if exc.is_client_error():  # e.g. "invalid reference format"
+                raise TaskRejected(f"invalid image {image!r}: {_explain(exc)}") from exc
+            raise
         outcome: list[BaseException | None] = []
 
         def pull() -> None:

@@ -193,7 +193,7 @@ class ProcessRuntime(Runtime):
         )
         workdir = spec.workdir
         if workdir is None:
-            scratch = self.records_dir / f"{_file_stem(task.id)}.work"
+            scratch = self._path(task.id, ".work")
             scratch.mkdir(parents=True, exist_ok=True)
             workdir = record.scratch_dir = str(scratch)
         env = {key: os.environ[key] for key in self._inherit_env if key in os.environ}
@@ -258,8 +258,7 @@ class ProcessRuntime(Runtime):
         unit.removed = True
         self._unwatch(unit)
         del self._units[task_id]
-        stem = self.records_dir / _file_stem(task_id)
-        for path in (stem.with_suffix(".json"), self.log_path(task_id)):
+        for path in (self._path(task_id, ".json"), self.log_path(task_id)):
             path.unlink(missing_ok=True)
         if unit.record.scratch_dir:
             await asyncio.to_thread(shutil.rmtree, unit.record.scratch_dir, True)
@@ -285,7 +284,11 @@ class ProcessRuntime(Runtime):
 
     def log_path(self, task_id: str) -> Path:
         """Where the task's stdout and stderr go."""
-        return self.records_dir / f"{_file_stem(task_id)}.log"
+        return self._path(task_id, ".log")
+
+    def _path(self, task_id: str, suffix: str) -> Path:
+        """`<records>/<task-id><suffix>`: the record (.json), log (.log), scratch (.work)."""
+        return self.records_dir / f"{_FILE_UNSAFE.sub('-', task_id)}{suffix}"
 
     # -- records and adoption ---------------------------------------------------------
 
@@ -393,8 +396,8 @@ class ProcessRuntime(Runtime):
             log.warning("task %s: pid %s survived SIGKILL", unit.record.task_id, unit.record.pid)
 
     def _save(self, record: ProcessRecord) -> None:
-        path = self.records_dir / f"{_file_stem(record.task_id)}.json"
-        temporary = path.with_suffix(".json.tmp")
+        path = self._path(record.task_id, ".json")
+        temporary = self._path(record.task_id, ".json.tmp")
         temporary.write_bytes(record.dump())
         os.replace(temporary, path)
 
@@ -423,10 +426,6 @@ def _spawn(
             group=group,
             extra_groups=[] if user is not None else None,
         )
-
-
-def _file_stem(task_id: str) -> str:
-    return _FILE_UNSAFE.sub("-", task_id)
 
 
 def _start_ticks(pid: int) -> int | None:
