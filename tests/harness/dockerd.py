@@ -7,10 +7,10 @@ outlives the session so that test images are built once per machine, not once pe
 Several engineers (and their pytest sessions) share one machine, so:
 - a session first checks whether the socket already answers, and then just uses it;
 - starting is serialised by an exclusive lock, so two sessions never race two daemons;
-- every session holds a shared lock on `users.lock` while it uses the engine. The session
-  that started the daemon stops it at the end only if it can then take that lock
-  exclusively, i.e. when nobody else is using it; a daemon that was already running
-  before the session is always left running.
+- every session holds a shared lock on `users.lock` while it uses the engine. At its end
+  a session that can take that lock exclusively (nobody else uses the engine) stops the
+  daemon if a harness session started it (the `started-by-harness` file says so): the
+  last session out turns the light off. A daemon started by hand is always left running.
 
 overlay2 is tried first; where the kernel refuses overlay mounts the daemon is started
 again with vfs (slow: it copies the image for every container, but it always works).
@@ -20,8 +20,11 @@ locally and fail under CI=true, as for every other server the harness runs.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,22 +39,25 @@ SOCKET = RUN_DIR / "docker.sock"
 DOCKER_HOST = f"unix://{SOCKET}"
 DATA_ROOT = Path("/var/lib/shoal-test-docker")
 STORAGE_DRIVERS = ("overlay2", "vfs")
+# Holds the pid of a daemon a harness session started; one started by hand has none.
+MARKER = RUN_DIR / "started-by-harness"
 
 
-def engine_answers(host: str = DOCKER_HOST, *, timeout: float = 2.0) -> bool:
-    """True when a Docker Engine answers `/_ping` on `host`."""
-    import docker
+def engine_answers(socket_path: Path = SOCKET, *, timeout: float = 2.0) -> bool:
+    """True when a Docker Engine answers `GET /_ping` on the unix socket `socket_path`.
 
+    A raw request rather than the SDK: it needs no API version, and a probe of a daemon
+    that is not up yet leaves no half-made client behind.
+    """
     try:
-        client = docker.DockerClient(base_url=host, version="auto", timeout=timeout)
-    except Exception:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(str(socket_path))
+            conn.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            status_line = conn.recv(64).split(b"\r\n", 1)[0]
+    except OSError:
         return False
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
-    finally:
-        client.close()
+    return status_line.startswith(b"HTTP/1.") and b" 200 " in status_line + b" "
 
 
 def _daemon(driver: str, log_dir: Path) -> ServerProcess:
@@ -102,27 +108,60 @@ def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     DATA_ROOT.mkdir(parents=True, exist_ok=True)
     users = (RUN_DIR / "users.lock").open("a")
     server: ServerProcess | None = None
-    with (RUN_DIR / "start.lock").open("a") as start_lock:
-        fcntl.flock(start_lock, fcntl.LOCK_EX)
-        try:
-            if not engine_answers():
-                server = _start_daemon(tmp_path_factory.mktemp("dockerd"))
-            fcntl.flock(users, fcntl.LOCK_SH)
-        finally:
-            fcntl.flock(start_lock, fcntl.LOCK_UN)
+    with _locked(RUN_DIR / "start.lock"):
+        fcntl.flock(users, fcntl.LOCK_SH)  # never blocks: EX is taken only under start.lock
+        if not engine_answers():
+            MARKER.unlink(missing_ok=True)
+            server = _start_daemon(tmp_path_factory.mktemp("dockerd"))
+            assert server.proc is not None
+            MARKER.write_text(str(server.proc.pid))
     try:
         yield DOCKER_HOST
     finally:
-        fcntl.flock(users, fcntl.LOCK_UN)
-        if server is not None:
+        with _locked(RUN_DIR / "start.lock"):
+            fcntl.flock(users, fcntl.LOCK_UN)
             try:
                 fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                pass  # another session still uses it; it stays up for them
+                pass  # another session still uses it: the last one out stops it
             else:
-                server.stop(timeout=30.0)
+                _stop_if_ours(server)
                 fcntl.flock(users, fcntl.LOCK_UN)
         users.close()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _stop_if_ours(server: ServerProcess | None) -> None:
+    """Stop the daemon if a harness session started it (this one or another)."""
+    if server is not None:
+        server.stop(timeout=30.0)
+        MARKER.unlink(missing_ok=True)
+        return
+    try:
+        pid = int(MARKER.read_text())
+    except (OSError, ValueError):
+        return  # started by hand, or already gone: not ours to stop
+    MARKER.unlink(missing_ok=True)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return
+    ours = cmdline[0].endswith(b"dockerd") and str(SOCKET).encode() in b" ".join(cmdline)
+    if not ours:
+        return  # the pid was recycled: never signal a stranger
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30.0
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
