@@ -186,6 +186,14 @@ async def next_change(changes: AsyncIterator[str], *, within: float) -> str:
     return await asyncio.wait_for(anext(changes), within)
 
 
+async def announced(changes: AsyncIterator[str], task_id: str, *, within: float) -> None:
+    """Wait until `changes` yields `task_id` (other ids may come first: duplicates and
+    replays are allowed by the contract, losses are not)."""
+    deadline = time.monotonic() + within
+    while await next_change(changes, within=deadline - time.monotonic()) != task_id:
+        pass
+
+
 async def wait_for_state(
     runtime: Runtime,
     task_id: str,

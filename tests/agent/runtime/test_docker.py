@@ -110,6 +110,27 @@ async def test_a_missing_image_is_rejected_quickly_with_the_engines_reason(
     assert units_of(await kit.runtime.observe(), task.id) == []
 
 
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ({"image": "Not/Lower:1"}, "must be lowercase"),
+        ({"memory_limit_bytes": 1024}, "Minimum memory limit"),
+        ({"stop_signal": "SIGBOGUS"}, "Invalid signal"),
+    ],
+    ids=["image-reference", "memory", "stop-signal"],
+)
+async def test_a_spec_the_engine_refuses_is_rejected_with_its_reason(
+    kit: Kit, spec: dict[str, Any], reason: str
+) -> None:
+    task = kit.task(["true"])
+    for field, value in spec.items():
+        setattr(task.spec, field, value)
+
+    with pytest.raises(TaskRejected, match=reason):
+        await kit.runtime.ensure(task)
+    assert units_of(await kit.runtime.observe(), task.id) == []
+
+
 async def test_containers_without_shoals_labels_are_left_alone(
     kit: Kit, docker_client: Any
 ) -> None:
