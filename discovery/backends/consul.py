@@ -74,12 +74,12 @@ under the prefix since `start_revision - 1`, and raises `RevisionCompacted` othe
 (Consul keeps no history to replay). `start_revision <= 1` means "from the beginning":
 every current key arrives as a put.
 
-Failures never end a watch: it retries with backoff (across endpoints) and diffs the
-next snapshot against the last one it delivered, so a Consul restart or a lost
-connection costs neither gaps nor repeats. An index that goes backwards (a snapshot
-restore, a tombstone reaped) is reset to 0 and re-read, as Consul's docs require. A token
-bucket (burst 4, then 10 polls a second) keeps a churning prefix from turning the watch
-into a busy loop while leaving a quiet one without added latency.
+Failures never end a watch (closing the store does): it retries with backoff (across
+endpoints) and diffs the next snapshot against the last one it delivered, so a Consul
+restart or a lost connection costs neither gaps nor repeats. An index that goes
+backwards (a snapshot restore, a tombstone reaped) is reset to 0 and re-read, as Consul's
+docs require. A token bucket (burst 4, then 10 polls a second) keeps a churning prefix
+from turning the watch into a busy loop while leaving a quiet one without added latency.
 """
 
 from __future__ import annotations
@@ -348,6 +348,8 @@ class ConsulStore(Store):
             try:
                 current, new_index = await self._snapshot(prefix, index=index, previous=snapshot)
             except StoreUnavailable as exc:
+                if self._http.closed:
+                    raise  # the store was closed under the watch: nothing to wait for
                 delay = backoff.next()
                 (log.warning if backoff.failures == 1 else log.debug)(
                     "watch of %r: %s; retrying in %.1f s", prefix, exc, delay
@@ -392,6 +394,8 @@ class ConsulStore(Store):
                 snapshot, index = await self._snapshot(prefix)
                 break
             except StoreUnavailable as exc:
+                if self._http.closed:
+                    raise
                 delay = backoff.next()
                 log.debug("watch of %r: %s; retrying in %.1f s", prefix, exc, delay)
                 await asyncio.sleep(delay)

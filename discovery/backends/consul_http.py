@@ -131,6 +131,10 @@ class ConsulHTTP:
         """The endpoints, for messages: "Consul at 127.0.0.1:8500,127.0.0.1:8501"."""
         return "Consul at " + ",".join(str(e) for e in self.endpoints)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def aclose(self) -> None:
         self._closed = True
         await self._client.aclose()
