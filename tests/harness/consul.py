@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import consul
 import pytest
@@ -212,10 +212,29 @@ class ConsulCluster:
         self.wait_healthy()
 
 
+S = TypeVar("S", ConsulServer, ConsulCluster)
+
+
+def started(make: Callable[[], S], *, attempts: int = 3) -> S:
+    """`make()` then start it; on failure (most likely a port `free_port()` handed out
+    that something else took meanwhile) try again with fresh ports."""
+    for attempt in range(1, attempts + 1):
+        made = make()
+        try:
+            made.start()
+        except RuntimeError:
+            made.stop()
+            if attempt == attempts:
+                raise
+            continue
+        return made
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def consul_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsulServer]:
-    server = ConsulServer(name="dev", log_dir=tmp_path_factory.mktemp("consul-dev"))
-    server.start()
+    log_dir = tmp_path_factory.mktemp("consul-dev")
+    server = started(lambda: ConsulServer(name="dev", log_dir=log_dir))
     try:
         yield server
     finally:
@@ -231,8 +250,13 @@ def consul_url(consul_server: ConsulServer) -> str:
 @pytest.fixture
 def consul_durable_server(tmp_path: Path) -> Iterator[ConsulServer]:
     """A single-server Consul of this test's own whose data survives `restart()`."""
-    server = ConsulServer(name="durable", log_dir=tmp_path / "logs", data_dir=tmp_path / "data")
-    server.start()
+    server = started(
+        lambda: ConsulServer(
+            name="durable",
+            log_dir=tmp_path / "logs",
+            data_dir=tmp_path / f"data-{uuid.uuid4().hex[:6]}",
+        )
+    )
     try:
         yield server
     finally:
@@ -241,9 +265,8 @@ def consul_durable_server(tmp_path: Path) -> Iterator[ConsulServer]:
 
 @pytest.fixture(scope="session")
 def _consul_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsulCluster]:
-    cluster = ConsulCluster(base_dir=tmp_path_factory.mktemp("consul-cluster"))
+    cluster = started(lambda: ConsulCluster(base_dir=tmp_path_factory.mktemp("consul-cluster")))
     try:
-        cluster.start()
         yield cluster
     finally:
         cluster.stop()
