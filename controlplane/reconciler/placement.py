@@ -25,7 +25,7 @@ builds those inputs from a pass's view and turns the answers into plan ops:
 from __future__ import annotations
 
 from collections import Counter
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from controlplane.models import Task, TaskState, TaskStatus
 from controlplane.models.node import Availability, NodeRole
@@ -148,8 +148,12 @@ class Placement:
 
     def __init__(self, view: PassView) -> None:
         self.view = view
-        self.nodes = node_views(view)
         self._requests: dict[str, PlacementRequest] = {}
+
+    @cached_property
+    def nodes(self) -> dict[str, NodeView]:
+        """Built on first use: a pass with nothing to place never builds them."""
+        return node_views(self.view)
 
     def matches(self, ctx: ServiceContext, node_id: str) -> bool:
         """The node satisfies the service's constraints and platforms (not capacity).

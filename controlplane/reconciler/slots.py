@@ -28,7 +28,7 @@ from controlplane.reconciler.builder import PlanBuilder
 from controlplane.reconciler.view import ServiceContext, TaskInfo
 
 
-@dataclass
+@dataclass(slots=True)
 class Slot:
     slot: int | None  # the replica's slot number; None for a global service
     node_id: str | None  # the node, for a global service

@@ -12,8 +12,9 @@ while rolling back:
 - `order`: `stop-first` stops a slot's old task in the pass that creates its
   replacement; `start-first` stops it once the replacement runs (`slots`);
 - `monitor`: a new task that fails before it runs, or within `monitor` seconds of
-  starting, is a failure of the update. Only tasks created since the record's
-  `updated` time count, so a new spec (or a rollback) starts with a clean slate;
+  starting, is a failure of the update. Only tasks made from the record's current
+  `spec_version` count, so a new spec (or a rollback, which is a new version) starts
+  with a clean slate, and no manager's clock is compared with another's;
 - `max_failure_ratio`: failed slots over all slots above this triggers `failure_action`:
   `pause` stops starting batches (state `paused`), `continue` carries on, `rollback`
   writes the record back to `previous_spec` as a new version (state `rolling back`) and
@@ -21,8 +22,8 @@ while rolling back:
 - Once nothing is outdated or in flight and the last new task has run for `monitor`
   seconds, the state is `completed` (`rolled back`).
 
-A paused update stays paused while its failures are there to see; a new spec (which
-moves `updated` on) resumes it. Restarts and scaling go on while paused: they create
+A paused update stays paused while its failures are there to see; a new spec (a new
+version) resumes it. Restarts and scaling go on while paused: they create
 tasks with the current spec.
 """
 
@@ -145,23 +146,18 @@ class UpdateRun:
 
     # --- helpers ----------------------------------------------------------------------
     def _new_tasks(self, slots: Sequence[Slot]) -> list[TaskInfo]:
-        """The current tasks created since the spec last changed."""
-        since = self.ctx.record.updated
-        return [
-            info
-            for slot in slots
-            for info in slot.tasks
-            if info.created >= since and self.ctx.is_current(info)
-        ]
+        """The tasks made from the current spec version."""
+        version = self.ctx.record.spec_version
+        return [info for slot in slots for info in slot.tasks if info.task.spec_version == version]
 
     def _failures(self, slots: Sequence[Slot]) -> list[TaskInfo]:
         """The first failed new task of each slot that has one, newest first."""
         monitor = self.config.monitor
-        since = self.ctx.record.updated
+        version = self.ctx.record.spec_version
         found = []
         for slot in slots:
             for info in slot.tasks:
-                if info.created < since or not info.failed or not self.ctx.is_current(info):
+                if info.task.spec_version != version or not info.failed:
                     continue
                 started = info.started_at
                 if started is None or info.finished_at - started < monitor:

@@ -17,7 +17,7 @@ modules use:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from controlplane.models import Availability, Task, TaskSpec, TaskState
@@ -41,6 +41,8 @@ class TaskInfo:
     lost: bool
     lost_at: float | None  # when it will count as lost, while its node is down
     drained: bool
+    live: bool
+    terminal: bool
 
     @property
     def task(self) -> Task:
@@ -61,14 +63,6 @@ class TaskInfo:
     @property
     def pending(self) -> bool:
         return self.stored.pending
-
-    @property
-    def live(self) -> bool:
-        return self.stored.task.desired_state is DesiredState.RUNNING
-
-    @property
-    def terminal(self) -> bool:
-        return self.state.terminal
 
     @property
     def exited(self) -> bool:
@@ -115,6 +109,7 @@ class ServiceContext:
     """One service during one pass: its record and the task spec it gives."""
 
     stored: StoredService
+    _current: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def record(self) -> ServiceRecord:
@@ -133,7 +128,16 @@ class ServiceContext:
         return task_spec_for(self.stored.record.spec)
 
     def is_current(self, info: TaskInfo) -> bool:
-        return info.task.spec == self.task_spec
+        """Its task spec is the one the service's spec gives. A task made from this very
+        spec version is (the content check is for the others), and answers are kept
+        for the pass: the planner asks about each task several times."""
+        task = info.task
+        if task.spec_version == self.stored.record.spec_version:
+            return True
+        found = self._current.get(task.id)
+        if found is None:
+            found = self._current[task.id] = task.spec == self.task_spec
+        return found
 
 
 class PassView:
@@ -182,4 +186,6 @@ class PassView:
                 and not state.terminal
                 and self.availability(node_id) is Availability.DRAIN
             ),
+            live=stored.task.desired_state is DesiredState.RUNNING,
+            terminal=state.terminal,
         )
