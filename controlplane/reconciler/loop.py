@@ -19,7 +19,8 @@ logged and retried after `retry_delay`. A fence failure raises `NotLeader` out o
 `run()`: the term is over, and the manager's leader loop knows what that means.
 
 `metrics` holds plain counters (passes, ops, conflicts, latency) for the manager to
-export.
+export; `on_pass(seconds)`, if given, is called after every pass that ran (e.g. the
+API's `ManagerMetrics.reconcile_pass`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Reconciler:
         config: ReconcilerConfig | None = None,
         clock: Callable[[], float] = time.time,
         planner: Planner = default_planner,
+        on_pass: Callable[[float], None] | None = None,
     ) -> None:
         self._store = store
         self._mirror = mirror
@@ -82,6 +84,7 @@ class Reconciler:
         self._config = config or ReconcilerConfig()
         self._clock = clock
         self._planner = planner
+        self._on_pass = on_pass
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self._running = False
@@ -148,6 +151,8 @@ class Reconciler:
         metrics.last_revision = snapshot.revision
         metrics.last_pass_seconds = elapsed
         metrics.total_pass_seconds += elapsed
+        if self._on_pass is not None:
+            self._on_pass(elapsed)
         if result.revision:
             await self._until(self._mirror.wait_for_revision(result.revision))
         return snapshot.revision, decided.next_wakeup

@@ -108,7 +108,10 @@ async def background(
 async def test_converges_ten_replicas_onto_three_nodes(store: Store, mirror: ClusterMirror) -> None:
     await deploy(store, replicas=10)
     token = await store.put(keys.LEADER, LEADER.dump())
-    reconciler = Reconciler(store, mirror, fencing_token=token, config=CONFIG)
+    latencies: list[float] = []
+    reconciler = Reconciler(
+        store, mirror, fencing_token=token, config=CONFIG, on_pass=latencies.append
+    )
     async with background(reconciler.run(), simulated_agent(store, mirror)) as (run, _):
         await until(lambda: len(running(mirror)) == 10, mirror, within=10)
         assert sorted(Counter(running(mirror)).values()) == [3, 3, 4]
@@ -122,6 +125,7 @@ async def test_converges_ten_replicas_onto_three_nodes(store: Store, mirror: Clu
     assert metrics.ops_applied == 10
     assert metrics.conflicts == 0
     assert metrics.total_pass_seconds >= metrics.last_pass_seconds >= 0
+    assert len(latencies) == metrics.passes
 
 
 async def test_a_restart_delay_wakes_the_loop_without_store_changes(
