@@ -29,8 +29,9 @@ def restarts(world: World) -> list[CreateTask]:
     return [op for op in world.step().ops if isinstance(op, CreateTask)]
 
 
-def test_on_failure_with_max_attempts_2_gives_exactly_3_tasks() -> None:
-    world = crashing_world(condition="on-failure", delay=0, max_attempts=2)
+@pytest.mark.parametrize("condition", ["any", "on-failure"])
+def test_max_attempts_2_gives_exactly_3_tasks_then_the_slot_stays_failed(condition: str) -> None:
+    world = crashing_world(condition=condition, delay=0, max_attempts=2)
     for _ in range(5):
         if any(not world.state(task.id).terminal for task in world.tasks("job")):
             exit_newest(world, code=1)
