@@ -49,6 +49,8 @@ Entry = PlanOp | NewTask | PendingPlacement
 
 
 class PlanBuilder:
+    """The verbs the case modules decide with; `placement.Placement.resolve` finishes it."""
+
     def __init__(self, view: PassView) -> None:
         self.view = view
         self.entries: list[Entry] = []

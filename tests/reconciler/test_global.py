@@ -100,3 +100,21 @@ def test_a_global_task_that_does_not_fit_is_reported_not_stored() -> None:
     assert len(decided.unplaced) == 1
     assert "agent on node small" in decided.unplaced[0]
     assert "lacks" in decided.unplaced[0]
+
+
+def test_a_global_service_updates_node_by_node() -> None:
+    world = World()
+    for node_id in ("n1", "n2", "n3"):
+        world.add_node(node_id)
+    world.create_service("agent", mode="global", update_config={"parallelism": 1, "monitor": 0})
+    world.settle()
+    world.update_service("agent", image="agent:2")
+    batches = []
+    for _ in range(10):
+        created = [op.task.node_id for op in world.step().ops if isinstance(op, CreateTask)]
+        if created:
+            batches.append(created)
+        world.agents()
+    assert batches == [["n1"], ["n2"], ["n3"]]
+    assert sorted(task.spec.image for task in world.running("agent")) == ["agent:2"] * 3
+    assert world.record("agent").update_state == "completed"
