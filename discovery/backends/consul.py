@@ -30,9 +30,9 @@ the session's UUID as an int, so a `KeyValue.lease` compares equal to `Lease.id`
 Timing. Consul arms a session's timer at 2 x TTL on create and on every renew (and
 re-arms it in full when a new leader takes over), so an unrenewed session ends between
 TTL and 2 x TTL after its last renewal: measured here, ~20 s for TTL 10. The contract's
-`lease_expiry_slack` is a class attribute, so it is set for the TTL the suite and shoal's
-defaults use (10 s: exact for TTL 10); with a TTL of T, expect keys to outlive their
-last renewal by up to 2 x T.
+`lease_expiry_slack` is one number per backend, not per TTL, so it is set to cover the
+TTLs shoal uses by default (leader 10 s, node 15 s): 15 s. With a longer TTL T, keys
+may outlive their last renewal by up to 2 x T.
 
 Lock-delay is 0 (Consul's default is 15 s). Lock-delay stops anyone acquiring a lost
 session's keys for a while, to give the old holder time to notice it lost them; but it
@@ -178,7 +178,8 @@ class ConsulStore(Store):
 
     scheme = "consul"
     min_lease_ttl = float(MIN_TTL)
-    lease_expiry_slack = float(MIN_TTL)
+    #: Consul ends a session up to one TTL late; 15 s covers shoal's default TTLs.
+    lease_expiry_slack = 15.0
     exact_history = False
 
     def __init__(self, url: StoreURL, http: ConsulHTTP) -> None:

@@ -20,8 +20,9 @@ that have nothing to do with keys:
   `StoreUnavailable` naming the endpoints; a 403 becomes `DiscoveryError` (a bad ACL
   token, which retrying cannot fix); 400/413 become `InvalidArgument`. Any other status
   is returned to the caller, which knows what 404 or 409 means for its verb. Consul
-  answers some input errors with 500, so only 500s whose text says "no leader" or "rpc
-  error" count as transient; other 500s are returned too.
+  answers input errors with 500 too, so a 500 is read by its text: "No cluster leader"
+  is retried like a refused connection (nothing was applied), "leadership lost" or
+  "EOF" like a lost answer (it may have been), and any other 500 is returned.
 
 Blocking queries use the same client with a longer per-request timeout (the wait plus
 Consul's wait/16 jitter plus a margin), so cancelling a watch cancels its request.
@@ -47,19 +48,23 @@ log = logging.getLogger(__name__)
 
 #: Longest wait for a TCP connection to one endpoint before trying the next.
 CONNECT_TIMEOUT = 2.0
-#: Texts of Consul 500 answers that mean "try again soon" (an election, a lost leader).
+#: Texts of Consul 500 answers that mean "not applied, try again soon" (an election).
 #: ("rpc error making call: invalid session" is *not* one: that is the leader's answer.)
-_TRANSIENT_500 = (
+_RETRY_500 = (
     "no cluster leader",
     "no leader",
-    "leadership lost",
     "not the leader",
     "rpc error getting client",
+    "connection refused",
+)
+#: Texts of Consul 500 answers after which a write may or may not have been applied
+#: (the leader was lost while committing, or stopped answering the forwarding server).
+_LOST_500 = (
+    "leadership lost",
     "shutdown",
     "timed out",
     "timeout",
     "eof",
-    "connection refused",
     "connection reset",
 )
 
@@ -247,8 +252,12 @@ class ConsulHTTP:
             endpoint=endpoint,
         )
         status = reply.status
-        if status == 500 and any(word in reply.text.lower() for word in _TRANSIENT_500):
-            raise _Busy(f"500 {_first_line(reply.text)}")
+        if status == 500:
+            text = reply.text.lower()
+            if any(words in text for words in _RETRY_500):
+                raise _Busy(f"500 {_first_line(reply.text)}")
+            if any(words in text for words in _LOST_500):
+                raise _Lost(f"500 {_first_line(reply.text)}")
         if status in (429, 502, 503, 504):
             raise _Busy(f"{status} {_first_line(reply.text)}")
         if status == 403:
