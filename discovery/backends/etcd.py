@@ -72,7 +72,7 @@ _OPTIONS = ("ca", "cert", "key", "timeout")
 
 # A broken watch is re-created after this backoff (seconds), doubling up to the cap.
 _WATCH_BACKOFF_FIRST = 0.05
-_WATCH_BACKOFF_CAP = 2.0
+_WATCH_BACKOFF_CAP = 1.0
 
 
 def parse_etcd_url(url: str) -> tuple[StoreURL, EtcdSettings]:
@@ -362,6 +362,10 @@ class EtcdStore(Store):
                     reason,
                     next_revision,
                 )
+            except Exception:
+                if self._closed:  # aetcd tripping over its client closed under it
+                    return
+                raise
             finally:
                 self._watch_clients.discard(client)
                 await client.shut()

@@ -58,8 +58,10 @@ CHANNEL_OPTIONS: dict[str, int] = {
     # retired channel's connection or its reconnect backoff.
     "grpc.use_local_subchannel_pool": 1,
     # Reconnect within a second of a server's return (gRPC's default backs off to 120 s).
+    # (Not `min_reconnect_backoff_ms`: gRPC also takes it as the connect timeout, and a
+    # TLS handshake over a slow link must not be cut short; the call's deadline bounds
+    # a connection attempt anyway.)
     "grpc.initial_reconnect_backoff_ms": 100,
-    "grpc.min_reconnect_backoff_ms": 100,
     "grpc.max_reconnect_backoff_ms": 1000,
     # Notice a peer that vanished without closing its sockets (power loss, partition)
     # on a quiet watch stream. etcd refuses pings more often than every 5 s.
@@ -177,7 +179,24 @@ def _rpc_error(exc: BaseException) -> Any:
 def _details(exc: BaseException) -> str:
     error = _rpc_error(exc)
     text = str(error.details() if error is not None else exc) or type(exc).__name__
-    return text.splitlines()[0].removeprefix("etcdserver: ")[:200]
+    return text.splitlines()[0].removeprefix("etcdserver: ")[:300]
+
+
+def _connect_reason(details: str) -> str:
+    """Why a connection could not be made, in a few words.
+
+    gRPC says "failed to connect to all addresses; last error: UNKNOWN: ipv4:h:p:
+    Connection refused", or an OpenSSL error string for a failed TLS handshake.
+    """
+    last = details.rpartition("last error: ")[2]
+    lowered = last.lower()
+    if "certificate_verify_failed" in lowered:
+        rest = last.rpartition("CERTIFICATE_VERIFY_FAILED")[2].strip(": ")
+        why = rest.split(": ")[0] or "not trusted"
+        return f"TLS: the server's certificate cannot be verified ({why}); check ca="
+    if "ssl" in lowered or "tsi_" in lowered or "handshake" in lowered:
+        return "TLS handshake failed; check ca=, cert= and key= against the server's"
+    return last.rpartition(": ")[2].lower() or details
 
 
 def classify(
@@ -204,8 +223,7 @@ def classify(
     where = settings.describe()
     if code == grpc.StatusCode.UNAVAILABLE:
         if _NOT_SENT in lowered:
-            short = "connection refused" if "connection refused" in lowered else details
-            return Failure(short, sent=False)
+            return Failure(_connect_reason(details), sent=False)
         return Failure(details, sent=True)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return Failure(f"no answer within {settings.timeout:g} s", sent=True)
@@ -214,9 +232,14 @@ def classify(
     if code == grpc.StatusCode.NOT_FOUND and "lease not found" in lowered:
         which = f"lease {lease}" if lease is not None else "the lease"
         raise LeaseNotFound(f"{which} expired or was revoked") from None
-    if code == grpc.StatusCode.UNAUTHENTICATED or "invalid auth token" in lowered:
-        # An expired token: a new connection authenticates again. Nothing was applied.
+    if code == grpc.StatusCode.UNAUTHENTICATED or "auth store is old" in lowered:
+        # An expired or outdated token: a new connection authenticates again. etcd
+        # checked the token before doing anything, so nothing was applied.
         return Failure(details, sent=False)
+    if "user name is empty" in lowered:
+        raise InvalidStoreURL(
+            f"{where} requires a user and password: write etcd://user:password@host/prefix"
+        ) from None
     if "authentication failed" in lowered or code == grpc.StatusCode.PERMISSION_DENIED:
         user = settings.username or "(none)"
         raise InvalidStoreURL(f"{where} refused user {user!r}: {details}") from None

@@ -31,13 +31,16 @@ import contextlib
 import json
 import shutil
 import signal
+import ssl
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -49,9 +52,9 @@ _WHY = "the etcd:// discovery backend's tests run against a real etcd"
 _START_ATTEMPTS = 3
 
 
-def _http_get(url: str, *, timeout: float = 0.5) -> str | None:
+def _http_get(url: str, *, context: ssl.SSLContext | None = None) -> str | None:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=0.5, context=context) as response:
             return str(response.read().decode())
     except (OSError, urllib.error.URLError, ValueError):
         return None
@@ -59,6 +62,57 @@ def _http_get(url: str, *, timeout: float = 0.5) -> str | None:
 
 def unique_prefix() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdTLS:
+    """A private CA, a server certificate for 127.0.0.1, and a client certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def query(self) -> str:
+        """The discovery URL options that make a client trust and present these."""
+        return f"ca={self.ca}&cert={self.client_cert}&key={self.client_key}"
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return context
+
+
+def make_tls(directory: Path, *, openssl: str) -> EtcdTLS:
+    """Write a throwaway CA and certificates (P-256, valid one day) with `openssl`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tls = EtcdTLS(
+        ca=directory / "ca.pem",
+        server_cert=directory / "server.pem",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client.key",
+    )
+    key_options = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca_options = ["-subj", "/CN=shoal-test-ca", "-days", "1"]
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory)
+
+    run("req", "-x509", *key_options, *ca_options, "-keyout", "ca.key", "-out", tls.ca.name)
+    for role, cert, key, usage in (
+        ("server", tls.server_cert, tls.server_key, "serverAuth"),
+        ("client", tls.client_cert, tls.client_key, "clientAuth"),
+    ):
+        extensions = directory / f"{role}.ext"
+        extensions.write_text(f"subjectAltName=IP:{HOST}\nextendedKeyUsage={usage}\n")
+        run("req", *key_options, "-keyout", key.name, "-out", f"{role}.csr", "-subj", f"/CN={role}")
+        run(
+            "x509", "-req", "-in", f"{role}.csr", "-CA", tls.ca.name, "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", "-extfile", extensions.name, "-out", cert.name,
+        )  # fmt: skip
+    return tls
 
 
 class EtcdServer:
@@ -78,8 +132,12 @@ class EtcdServer:
         peer_port: int | None = None,
         initial_cluster: str | None = None,
         cluster_token: str | None = None,
+        extra_args: Sequence[str] = (),
+        tls: EtcdTLS | None = None,
     ) -> None:
         self.binary = binary
+        self.extra_args = list(extra_args)  # more etcd flags, e.g. "--auth-token-ttl=1"
+        self.tls = tls  # serve clients over TLS only, and demand a client certificate
         self.base_dir = base_dir
         self.name = name
         self.data_dir = base_dir / f"{name}.data"
@@ -93,8 +151,16 @@ class EtcdServer:
         self.process = self._process()
 
     def _process(self) -> ServerProcess:
-        client = f"http://{HOST}:{self.client_port}"
+        client = f"{self.client_scheme}://{HOST}:{self.client_port}"
         peer = f"http://{HOST}:{self.peer_port}"
+        tls_args = []
+        if self.tls is not None:
+            tls_args = [
+                f"--cert-file={self.tls.server_cert}",
+                f"--key-file={self.tls.server_key}",
+                f"--trusted-ca-file={self.tls.ca}",
+                "--client-cert-auth",
+            ]
         argv = [
             self.binary,
             f"--name={self.name}",
@@ -108,10 +174,16 @@ class EtcdServer:
             "--initial-cluster-state=new",
             "--logger=zap",
             "--log-level=info",
+            *tls_args,
+            *self.extra_args,
         ]
         return ServerProcess(
             name=f"etcd-{self.name}", argv=argv, log_dir=self.log_dir, ready=self.healthy
         )
+
+    @property
+    def client_scheme(self) -> str:
+        return "http" if self.tls is None else "https"
 
     @property
     def peer_url(self) -> str:
@@ -131,12 +203,18 @@ class EtcdServer:
         return self.process.proc.pid if self.process.proc is not None else None
 
     def url(self, prefix: str | None = None) -> str:
-        """etcd://127.0.0.1:<port>/<prefix>: a fresh prefix unless one is given."""
-        return f"etcd://{self.endpoint}/{prefix or unique_prefix()}"
+        """etcd://127.0.0.1:<port>/<prefix>: a fresh prefix unless one is given
+        (with the TLS options when the member serves TLS)."""
+        url = f"etcd://{self.endpoint}/{prefix or unique_prefix()}"
+        return url if self.tls is None else f"{url}?{self.tls.query()}"
+
+    def _get(self, path: str) -> str | None:
+        context = self.tls.context() if self.tls is not None else None
+        return _http_get(f"{self.client_scheme}://{self.endpoint}{path}", context=context)
 
     def healthy(self) -> bool:
         """The member has a leader and answers reads (etcd's /health)."""
-        body = _http_get(f"http://{self.endpoint}/health")
+        body = self._get("/health")
         if body is None:
             return False
         try:
@@ -145,7 +223,7 @@ class EtcdServer:
             return False
 
     def is_leader(self) -> bool:
-        body = _http_get(f"http://{self.endpoint}/metrics")
+        body = self._get("/metrics")
         return body is not None and "\netcd_server_is_leader 1" in body
 
     def start(self, *, wait: bool = True) -> None:
@@ -188,10 +266,24 @@ class EtcdServer:
         self.stop()
         self.start()
 
-    def pause(self) -> None:
-        """SIGSTOP: the member keeps its sockets but answers nothing (a hung server)."""
-        if self.process.proc is not None:
-            self.process.proc.send_signal(signal.SIGSTOP)
+    def pause(self, *, timeout: float = 5.0) -> None:
+        """SIGSTOP: the member keeps its sockets but answers nothing (a hung server).
+
+        Returns once the kernel reports the process stopped, so no request sent after
+        this call is still answered.
+        """
+        if self.process.proc is None:
+            return
+        self.process.proc.send_signal(signal.SIGSTOP)
+        stat = Path(f"/proc/{self.process.proc.pid}/stat")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, IndexError):
+                # the state is the field after the parenthesised command name
+                if stat.read_text().rsplit(")", 1)[1].split()[0] == "T":
+                    return
+            time.sleep(0.01)
+        raise RuntimeError(f"{self.name} did not stop within {timeout} s of SIGSTOP")
 
     def resume(self) -> None:
         if self.process.proc is not None:
@@ -311,6 +403,23 @@ def etcd_private_server(tmp_path: Path) -> Iterator[EtcdServer]:
         yield server
     finally:
         server.resume()
+        server.stop()
+
+
+@pytest.fixture
+def etcd_tls_server(tmp_path: Path) -> Iterator[EtcdServer]:
+    """A member that serves clients over TLS only and demands a client certificate;
+    its `url()` carries the ca/cert/key options. Skipped when `openssl` is missing."""
+    binary = require_binary("etcd", why=_WHY)
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed (it makes the TLS test's certificates)")
+    tls = make_tls(tmp_path / "tls", openssl=openssl)
+    server = EtcdServer(base_dir=tmp_path / "etcd", binary=binary, tls=tls)
+    server.start()
+    try:
+        yield server
+    finally:
         server.stop()
 
 
