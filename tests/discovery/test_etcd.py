@@ -192,7 +192,10 @@ async def test_cluster_serves_on_with_the_first_listed_member_stopped(
         assert kv.value == b"3"
 
 
-async def test_cluster_serves_on_after_losing_its_leader(etcd_cluster: EtcdCluster) -> None:
+@pytest.mark.parametrize("how", ["stop", "kill"])
+async def test_cluster_serves_on_after_losing_its_leader(
+    etcd_cluster: EtcdCluster, how: str
+) -> None:
     leader = etcd_cluster.leader_index()
     others = [i for i in range(etcd_cluster.size) if i != leader]
     async with await open_store(etcd_cluster.url(order=[leader, *others])) as store:
@@ -201,7 +204,8 @@ async def test_cluster_serves_on_after_losing_its_leader(etcd_cluster: EtcdClust
         start = (await store.list("k/")).revision + 1
         watcher = Watcher(store, "k/", start_revision=start)
 
-        await asyncio.to_thread(etcd_cluster.stop_member, leader)
+        lose = etcd_cluster.stop_member if how == "stop" else etcd_cluster.kill_member
+        await asyncio.to_thread(lose, leader)
 
         # While the two others elect a leader a call may fail, with StoreUnavailable only.
         confirmed: list[str] = []

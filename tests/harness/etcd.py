@@ -368,7 +368,12 @@ class EtcdCluster:
         raise RuntimeError(f"no etcd leader after {timeout} s")
 
     def stop_member(self, index: int) -> None:
+        """SIGTERM: a leader hands its leadership over before it exits."""
         self.members[index].stop()
+
+    def kill_member(self, index: int) -> None:
+        """SIGKILL: a crash; the others notice after an election timeout and elect."""
+        self.members[index].kill()
 
     def start_member(self, index: int) -> None:
         self.members[index].start()
