@@ -13,8 +13,8 @@ exception types. This module gives `discovery.backends.etcd` what it lacks:
 - **Deadlines.** Every call runs under `timeout` seconds in total (gRPC's per-call
   deadline, and an asyncio deadline over the retries), so a hung server raises
   `StoreUnavailable` instead of hanging its caller.
-- **Safe retries.** A read, a lease renewal or a revoke is retried on the next endpoint
-  after any connection failure. A write is retried only when it certainly never reached
+- **Safe retries.** A read, or a lease grant, renewal or revoke, is retried on the next
+  endpoint after any connection failure. A write is retried only when it certainly never reached
   a server (the connection could not be made); after a reset or a timeout it may have
   been applied, so it raises, as etcd's own Go client does, rather than apply twice.
 - **One error vocabulary.** gRPC and aetcd exceptions are translated into
@@ -247,7 +247,7 @@ def classify(
         raise InvalidStoreURL(
             f"{where} has authentication off: remove user:password from the URL"
         ) from None
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
         raise InvalidArgument(f"{where} refused the request: {details}") from None
     if code is None:  # aetcd's own failure around a call: treat like a dropped connection
         return Failure(details, sent=True)

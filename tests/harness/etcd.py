@@ -8,9 +8,12 @@ Three shapes:
 - `etcd_server` (session): one member shared by every test; `etcd_url` gives each test
   a fresh prefix on it, so tests never see each other's keys.
 - `etcd_private_server` (per test): a member only that test uses, for tests that stop,
-  kill, pause or compact it without disturbing the others.
+  kill, pause (SIGSTOP: a hung server) or compact it without disturbing the others.
+- `etcd_tls_server` (per test): a member that serves clients over TLS only and demands
+  a client certificate, from a throwaway CA made with `openssl`.
 - `etcd_cluster` (module, healed after each test): three members that form one raft
-  group; `stop_member(i)` and `start_member(i)` take one down and back.
+  group; `stop_member(i)` / `kill_member(i)` and `start_member(i)` take one down and
+  back, `leader_index()` says which one leads.
 
 Members run with etcd's default timings (heartbeat 100 ms, election 1 s), the ones
 production uses, because they decide the smallest lease etcd grants (2 s) and how long
