@@ -1,0 +1,41 @@
+"""Everything a request handler may use, built once per manager process.
+
+The app holds one `ApiContext` (`app.state.context`); routes get it, or a part of it,
+through the typed dependencies in `deps`. Nothing in the API keeps state of its own:
+the store holds the cluster, the mirror a view of it, and this context only points at
+them, which is what lets any manager answer any call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from controlplane.api.control.view import ClusterView
+from controlplane.api.metrics import ManagerMetrics
+from discovery import Store
+
+#: How long a write waits for the mirror to show it before answering anyway.
+SETTLE_SECONDS = 2.0
+
+
+def _never_leader() -> bool:
+    return False
+
+
+@dataclass(slots=True)
+class ApiContext:
+    store: Store
+    view: ClusterView
+    manager_id: str
+    discovery_url: str = field(repr=False)  # handed to joining agents; may hold credentials
+    is_leader: Callable[[], bool] = _never_leader
+    metrics: ManagerMetrics = field(default_factory=ManagerMetrics)
+    clock: Callable[[], float] = time.time
+    settle_seconds: float = SETTLE_SECONDS
+
+    async def settle(self, revision: int) -> None:
+        """Wait (bounded) until the mirror has seen `revision`: read-your-writes."""
+        if revision > 0:
+            await self.view.wait_for_revision(revision, timeout=self.settle_seconds)

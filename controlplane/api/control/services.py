@@ -1,0 +1,246 @@
+"""Services: create, update, scale, roll back, remove, and how many tasks run.
+
+A service is one key, `services/<name>`, holding its spec, the spec's version and the
+previous spec (for rollback). Any manager may write it; the leader's reconciler turns it
+into tasks. Every change is a compare-and-swap on that key (see `writes`), so two
+managers updating one service at once both succeed, one after the other, and neither
+loses the other's change. Writes read the store, not the mirror: a service created a
+moment ago through another manager can be updated here at once.
+
+A stack deploy is "validate every spec, then write them all": `deploy_services` does
+exactly that in one transaction, so a stack with one bad service writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from controlplane import keys
+from controlplane.api.control import writes
+from controlplane.api.control.errors import Ambiguous, Conflict, Invalid, NotFound
+from controlplane.api.control.ids import new_id
+from controlplane.api.control.validation import validate_spec
+from controlplane.api.control.view import ClusterView
+from controlplane.models import ServiceMode, ServiceSpec, TaskState
+from controlplane.models.service import SERVICE_NAME, ServiceRecord
+from controlplane.models.task import DesiredState
+from discovery import Compare, Put, Store
+
+KIND = "service"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    """A service with its task counts, as `service ls` shows it."""
+
+    record: ServiceRecord
+    desired: int
+    running: int
+
+
+# --- reads ------------------------------------------------------------------------------
+
+
+def find_service(view: ClusterView, ref: str) -> ServiceRecord:
+    """By name, then by id, then by unique id prefix."""
+    record = view.services.get(ref)
+    if record is not None:
+        return record
+    by_id = [r for r in view.services.values() if r.id == ref]
+    if by_id:
+        return by_id[0]
+    prefixed = [r for r in view.services.values() if r.id.startswith(ref)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    if len(prefixed) > 1:
+        raise Ambiguous(KIND, ref, [r.id for r in prefixed])
+    raise NotFound(KIND, ref)
+
+
+def service_state(view: ClusterView, record: ServiceRecord) -> ServiceState:
+    live = [
+        task
+        for task in view.tasks.values()
+        if task.service == record.spec.name and task.desired_state is DesiredState.RUNNING
+    ]
+    running = sum(
+        1
+        for task in live
+        if (status := view.statuses.get(task.id)) is not None and status.state is TaskState.RUNNING
+    )
+    desired = record.spec.replicas if record.spec.mode is ServiceMode.REPLICATED else len(live)
+    return ServiceState(record=record, desired=desired, running=running)
+
+
+def list_services(view: ClusterView, *, stack: str | None = None) -> list[ServiceState]:
+    records = sorted(view.services.values(), key=lambda r: r.spec.name)
+    return [
+        service_state(view, record)
+        for record in records
+        if stack is None or record.spec.stack == stack
+    ]
+
+
+def _name_of(view: ClusterView, ref: str) -> str:
+    """The service name `ref` designates; a name the mirror has not seen yet is kept."""
+    try:
+        return find_service(view, ref).spec.name
+    except NotFound:
+        if SERVICE_NAME.match(ref):
+            return ref  # perhaps created a moment ago through another manager
+        raise
+
+
+# --- writes -----------------------------------------------------------------------------
+
+
+async def create_service(
+    store: Store, spec: ServiceSpec, *, now: float
+) -> tuple[ServiceRecord, int]:
+    """Write a new service; `Conflict` when the name is taken."""
+    validate_spec(spec)
+    record = ServiceRecord(id=new_id(), spec=spec, created=now, updated=now)
+    revision = await writes.create(store, keys.service(spec.name), record)
+    if revision is None:
+        raise Conflict(f"a service named {spec.name!r} already exists")
+    return record, revision
+
+
+async def update_service(
+    store: Store,
+    view: ClusterView,
+    ref: str,
+    spec: ServiceSpec,
+    *,
+    expected_version: int | None,
+    now: float,
+) -> tuple[ServiceRecord, int]:
+    """Replace the spec (a new version; the old one is kept for rollback)."""
+    validate_spec(spec)
+    name = _name_of(view, ref)
+
+    def change(record: ServiceRecord) -> ServiceRecord:
+        if expected_version is not None and expected_version != record.spec_version:
+            raise Conflict(
+                f"service {name!r} is at version {record.spec_version}, not "
+                f"{expected_version}: it changed meanwhile; inspect it and try again"
+            )
+        if spec.name != record.spec.name:
+            raise Invalid(("body", "name"), f"a service cannot be renamed ({record.spec.name!r})")
+        if spec.mode is not record.spec.mode:
+            raise Invalid(
+                ("body", "mode"),
+                f"service {name!r} is {record.spec.mode}; the mode cannot change "
+                "(remove the service and create it again)",
+            )
+        return _next_version(record, spec, now=now)
+
+    return await writes.modify(
+        store, keys.service(name), model=ServiceRecord, change=change, kind=KIND, ref=ref
+    )
+
+
+async def scale_service(
+    store: Store, view: ClusterView, ref: str, *, replicas: int, now: float
+) -> tuple[ServiceRecord, int]:
+    name = _name_of(view, ref)
+
+    def change(record: ServiceRecord) -> ServiceRecord:
+        if record.spec.mode is not ServiceMode.REPLICATED:
+            raise Conflict(f"service {name!r} is global: only a replicated service scales")
+        return _next_version(record, record.spec.model_copy(update={"replicas": replicas}), now=now)
+
+    return await writes.modify(
+        store, keys.service(name), model=ServiceRecord, change=change, kind=KIND, ref=ref
+    )
+
+
+async def rollback_service(
+    store: Store, view: ClusterView, ref: str, *, now: float
+) -> tuple[ServiceRecord, int]:
+    """Swap in the previous spec, as a new version (so rolling back twice rolls forward)."""
+    name = _name_of(view, ref)
+
+    def change(record: ServiceRecord) -> ServiceRecord:
+        if record.previous_spec is None:
+            raise Conflict(f"service {name!r} has no previous spec to roll back to")
+        return _next_version(record, record.previous_spec, now=now, force=True)
+
+    return await writes.modify(
+        store, keys.service(name), model=ServiceRecord, change=change, kind=KIND, ref=ref
+    )
+
+
+async def remove_service(store: Store, view: ClusterView, ref: str) -> int:
+    """Delete the service record; the leader then shuts down and removes its tasks."""
+    name = _name_of(view, ref)
+    key = keys.service(name)
+    for _ in range(writes.ATTEMPTS):
+        kv = await store.get(key)
+        if kv is None:
+            raise NotFound(KIND, ref)
+        revision = await writes.delete_if_unchanged(store, key, mod_revision=kv.mod_revision)
+        if revision is not None:
+            return revision
+    raise Conflict(f"service {ref!r} is being changed by others; try again")
+
+
+async def deploy_services(
+    store: Store, specs: Sequence[ServiceSpec], *, now: float
+) -> tuple[list[ServiceRecord], int]:
+    """Create or update every service in one transaction (a stack deploy).
+
+    Every spec is validated first (`Invalid` names the failing one by its index); then
+    all are written together or none is. An unchanged spec is left alone, so deploying
+    the same stack twice restarts nothing.
+    """
+    names = [spec.name for spec in specs]
+    for index, name in enumerate(names):
+        if names.index(name) != index:
+            raise Invalid(("body", index, "name"), f"service {name!r} appears twice")
+    for index, spec in enumerate(specs):
+        validate_spec(spec, loc=("body", index))
+    for _ in range(writes.ATTEMPTS):
+        compares: list[Compare] = []
+        puts: list[Put] = []
+        records: list[ServiceRecord] = []
+        for index, spec in enumerate(specs):
+            key = keys.service(spec.name)
+            kv = await store.get(key)
+            if kv is None:
+                record = ServiceRecord(id=new_id(), spec=spec, created=now, updated=now)
+                compares.append(Compare(key, 0))
+                puts.append(Put(key, record.dump()))
+            else:
+                current = ServiceRecord.load(kv.value)
+                if spec.mode is not current.spec.mode:
+                    raise Invalid(
+                        ("body", index, "mode"),
+                        f"service {spec.name!r} is {current.spec.mode}; the mode cannot change",
+                    )
+                record = _next_version(current, spec, now=now)
+                compares.append(Compare(key, kv.mod_revision))
+                if record is not current:
+                    puts.append(Put(key, record.dump()))
+            records.append(record)
+        result = await store.txn(compares, puts)
+        if result.succeeded:
+            return records, result.revision
+    raise Conflict("the services are being changed by others; try again")
+
+
+def _next_version(
+    record: ServiceRecord, spec: ServiceSpec, *, now: float, force: bool = False
+) -> ServiceRecord:
+    """The record with `spec` as a new version; `record` itself when nothing changes."""
+    if spec == record.spec and not force:
+        return record
+    return record.model_copy(
+        update={
+            "spec": spec,
+            "spec_version": record.spec_version + 1,
+            "previous_spec": record.spec,
+            "updated": now,
+        }
+    )

@@ -1,0 +1,77 @@
+"""No request the OpenAPI document allows, or nearly allows, makes the API answer 5xx.
+
+schemathesis generates requests for every operation, valid ones (positive) and ones
+that break the schema (negative), and checks `not_a_server_error`. They go to a real
+server on a free port with an initialised cluster, a joined node and a service, so that both
+"found" and "not found" paths are taken. `/events` streams forever and is left out
+(its parameters are checked in test_events). About 30 s for both modes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Err
+
+from tests.api.served import served_api
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES_PER_OPERATION = 30
+SKIPPED_PATHS = {"/events"}
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, str]]:
+    """(base URL, API token) of a served, initialised cluster with a node and a service."""
+    with served_api("memory://openapi-fuzz") as base_url:
+        with httpx.Client(base_url=base_url, timeout=10) as client:
+            tokens = client.post("/swarm/init").raise_for_status().json()
+            token = tokens["api_token"]
+            client.headers["Authorization"] = f"Bearer {token}"
+            client.post("/services", json={"name": "web", "image": "nginx"}).raise_for_status()
+            join = {"token": tokens["join_tokens"]["worker"], "hostname": "h", "addr": "10.0.0.1"}
+            client.post("/swarm/join", json=join).raise_for_status()
+        yield base_url, token
+
+
+@pytest.mark.parametrize("mode", list(schemathesis.GenerationMode))
+def test_no_server_errors(served: tuple[str, str], mode: schemathesis.GenerationMode) -> None:
+    base_url, token = served
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            failures.append(f"the OpenAPI document is invalid: {result.err()}")
+            continue
+        operation = result.ok()
+        if operation.path in SKIPPED_PATHS:
+            continue
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def check(case: schemathesis.Case[Any]) -> None:
+            response = case.call(
+                base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+            )
+            case.validate_response(response, checks=[not_a_server_error])
+
+        try:
+            check()
+        except Unsatisfiable:
+            continue  # no parameters to break: nothing negative to send
+        except Exception as exc:  # collect every operation's failure, then report all
+            failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+    assert not failures, "\n\n".join(failures)
