@@ -26,7 +26,7 @@ BUILTIN: dict[str, str] = {
 
 _INSTALL_HINT = {
     "etcd": "pip install aetcd",
-    "consul": "pip install py-consul",
+    "consul": "pip install httpx",
 }
 
 
