@@ -52,6 +52,11 @@ async def test_published_ports_answer_with_the_containers_hostname(
         assert body.strip() == hostname
     [seen] = units_of(await kit.runtime.observe(), task.id)
     assert seen.endpoints == unit.endpoints
+    started = time.monotonic()
+    stopped = await kit.runtime.stop(task.id, grace=10)
+    assert time.monotonic() - started < 3.0, "the HTTP server did not exit on SIGTERM"
+    assert stopped is not None
+    assert stopped.exit_code == 0
 
 
 async def test_the_spec_reaches_the_container(kit: Kit, docker_client: Any) -> None:
