@@ -1,11 +1,128 @@
-"""`shoal manager`: placeholder until the manager lands (being written this session)."""
+"""`shoal manager`: one manager (REST API, mirror, leader election) in the foreground.
+
+Run any number against one store: each serves the API and registers itself; one leads
+and reconciles. SIGTERM or SIGINT stop it cleanly: it resigns (another manager leads at
+once), deregisters, and finishes in-flight requests. Every option has an environment
+variable, for systemd units and compose files.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+
 import typer
 
+from controlplane.manager.config import (
+    DEFAULT_LEASE_TTL,
+    DEFAULT_LISTEN,
+    ConfigError,
+    ListenAddress,
+    ManagerConfig,
+)
+from controlplane.manager.process import Manager
+from controlplane.reconciler import ReconcilerConfig
+from discovery import DiscoveryError, InvalidStoreURL
 
-def manager() -> None:
-    """Not built yet."""
-    typer.echo("shoal manager is not built yet", err=True)
-    raise typer.Exit(1)
+#: The reconciler's default (one node TTL), repeated here for the help text.
+DEFAULT_NODE_GRACE = ReconcilerConfig().node_grace
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def manager(
+    discovery: str = typer.Option(
+        ...,
+        "--discovery",
+        envvar="SHOAL_DISCOVERY",
+        metavar="URL",
+        help="The cluster's store: etcd://host:2379/prefix, consul://host:8500/prefix, file:///dir.",
+    ),
+    listen: str = typer.Option(
+        DEFAULT_LISTEN,
+        "--listen",
+        envvar="SHOAL_LISTEN",
+        metavar="HOST:PORT",
+        help="Where the REST API listens (port 0: any free port).",
+    ),
+    advertise_url: str | None = typer.Option(
+        None,
+        "--advertise-url",
+        envvar="SHOAL_ADVERTISE_URL",
+        metavar="URL",
+        help="The API URL others use [default: http://<listen address>].",
+    ),
+    lease_ttl: float = typer.Option(
+        DEFAULT_LEASE_TTL,
+        "--lease-ttl",
+        envvar="SHOAL_LEASE_TTL",
+        min=0.1,
+        metavar="SECONDS",
+        help="TTL of the leader and registration leases: failover takes about this long.",
+    ),
+    node_grace: float = typer.Option(
+        DEFAULT_NODE_GRACE,
+        "--node-grace",
+        envvar="SHOAL_NODE_GRACE",
+        min=0.0,
+        metavar="SECONDS",
+        help="How long a node may be down before the leader replaces its tasks.",
+    ),
+    manager_id: str | None = typer.Option(
+        None, "--id", envvar="SHOAL_MANAGER_ID", help="This manager's id [default: a new one]."
+    ),
+    docker_api: str | None = typer.Option(
+        None,
+        "--docker-api",
+        envvar="SHOAL_DOCKER_API",
+        metavar="HOST:PORT",
+        help="Reserved: the Docker-compatible API (not served yet).",
+    ),
+    log_level: str = typer.Option(
+        "info", "--log-level", envvar="SHOAL_LOG_LEVEL", help="debug, info, warning or error."
+    ),
+) -> None:
+    """Run a manager in the foreground."""
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
+    try:
+        address = ListenAddress.parse(listen)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--listen") from None
+    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
+    if docker_api:
+        logging.getLogger(__name__).warning(
+            "--docker-api %s: the Docker-compatible API is not served yet", docker_api
+        )
+    config = ManagerConfig(
+        discovery=discovery,
+        listen=address,
+        advertise_url=advertise_url,
+        lease_ttl=lease_ttl,
+        manager_id=manager_id,
+        docker_api=docker_api,
+    )
+    try:
+        asyncio.run(
+            serve(Manager(config, reconciler_config=ReconcilerConfig(node_grace=node_grace)))
+        )
+    except (InvalidStoreURL, ConfigError) as exc:
+        typer.echo(f"shoal manager: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except DiscoveryError as exc:
+        typer.echo(f"shoal manager: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+async def serve(target: Manager) -> None:
+    """Run `target` until SIGTERM or SIGINT, then let it shut down cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, target.stop)
+    try:
+        await target.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

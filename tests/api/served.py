@@ -2,6 +2,7 @@
 
 For tools that call over HTTP from synchronous code (schemathesis): the store, the
 mirror and uvicorn all live on the thread's event loop, as in a manager process.
+(uvicorn installs signal handlers only on the main thread, so the test keeps its own.)
 """
 
 from __future__ import annotations
@@ -21,16 +22,11 @@ from discovery import open_store
 from tests.harness.process import free_port
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the test process keeps its own
-        pass
-
-
 @contextmanager
 def served_api(discovery_url: str, *, start_timeout: float = 15.0) -> Iterator[str]:
     """Serve an API for `discovery_url`; yields its base URL."""
     port = free_port()
-    holder: dict[str, _Server] = {}
+    holder: dict[str, uvicorn.Server] = {}
     failed: list[BaseException] = []
 
     async def main() -> None:
@@ -43,7 +39,7 @@ def served_api(discovery_url: str, *, start_timeout: float = 15.0) -> Iterator[s
         config = uvicorn.Config(
             create_app(context), host="127.0.0.1", port=port, log_level="warning"
         )
-        server = _Server(config)
+        server = uvicorn.Server(config)
         holder["server"] = server
         try:
             await server.serve()

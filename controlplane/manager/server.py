@@ -1,0 +1,58 @@
+"""Serving the API: uvicorn on a socket the manager binds itself.
+
+The manager binds the listening socket before anything else, so a taken port is a
+one-line error at start (not a log line deep inside uvicorn), `--listen :0` works (the
+system picks a port, and the advertised URL names the real one), and the manager knows
+its URL before it registers. Signals are the manager's: uvicorn is told not to install
+its own handlers, and is stopped by setting `should_exit`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from controlplane.manager.config import ConfigError, ListenAddress
+
+#: Seconds in-flight requests (and event streams) get to finish at shutdown.
+GRACEFUL_SHUTDOWN_SECONDS = 3
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn without signal handling of its own."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(listen: ListenAddress) -> socket.socket:
+    """A listening TCP socket on `listen`; `ConfigError` saying why when it cannot be."""
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((listen.host, listen.port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {listen.host}:{listen.port}: {exc.strerror or exc}"
+        ) from None
+    return sock
+
+
+def make_server(app: FastAPI) -> ApiServer:
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    return ApiServer(config)
