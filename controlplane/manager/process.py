@@ -63,10 +63,17 @@ class Manager:
         self._owns_store = store is None
         self._stopping = asyncio.Event()
         self.leader_loop: LeaderLoop | None = None
+        self.mirror: ClusterMirror | None = None
 
     @property
     def is_leader(self) -> bool:
         return self.leader_loop is not None and self.leader_loop.is_leader
+
+    async def wait_for_revision(self, revision: int, *, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait until this manager's API reads a write made at `revision` (False: timed out)."""
+        if self.mirror is None:
+            return False
+        return await self.mirror.wait_for_revision(revision, timeout=timeout)
 
     def stop(self) -> None:
         """Ask `run()` to shut down cleanly (safe from a signal handler)."""
@@ -84,7 +91,7 @@ class Manager:
 
     async def _run(self, store: Store, sock: socket.socket) -> None:
         self.api_url = self.config.api_url(sock.getsockname()[1])
-        mirror = ClusterMirror(store)
+        mirror = self.mirror = ClusterMirror(store)
         if not await self._until_stopped(self._start_mirror(mirror)):
             return
         registration = Registration(

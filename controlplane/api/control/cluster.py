@@ -91,20 +91,37 @@ async def join_node(store: Store, *, token: str, node_id: str | None, now: float
     return Admitted(node_id=chosen, cluster_id=record.id, role=role, revision=revision)
 
 
-async def rotate_join_token(store: Store, *, role: NodeRole) -> tuple[str, int]:
-    """A new join token for `role`; the old one stops working at once."""
+HASH_FIELDS = {
+    tokens.TokenKind.WORKER: "worker_token_hash",
+    tokens.TokenKind.MANAGER: "manager_token_hash",
+    tokens.TokenKind.API: "api_token_hash",
+}
+
+
+async def rotate_token(store: Store, *, kind: tokens.TokenKind) -> tuple[str, int]:
+    """A new token of `kind`; the old one stops working at once.
+
+    The API offers this for join tokens. Rotating the API token is for whoever can write
+    the store directly (`shoal up` on its own machine, when the saved token is lost):
+    writing the store is owning the cluster anyway.
+    """
     holder: list[str] = []
 
     def change(record: ClusterRecord) -> ClusterRecord:
         fresh = tokens.new_token(record.id)
         holder[:] = [fresh]
-        field = "manager_token_hash" if role is NodeRole.MANAGER else "worker_token_hash"
-        return record.model_copy(update={field: tokens.hash_token(fresh)})
+        return record.model_copy(update={HASH_FIELDS[kind]: tokens.hash_token(fresh)})
 
     _, revision = await writes.modify(
         store, keys.CLUSTER, model=ClusterRecord, change=change, kind="cluster", ref="cluster"
     )
     return holder[0], revision
+
+
+async def rotate_join_token(store: Store, *, role: NodeRole) -> tuple[str, int]:
+    """A new join token for `role`; the old one stops working at once."""
+    kind = tokens.TokenKind.MANAGER if role is NodeRole.MANAGER else tokens.TokenKind.WORKER
+    return await rotate_token(store, kind=kind)
 
 
 def _why_refused(token: str, cluster_id: str) -> str:
