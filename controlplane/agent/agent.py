@@ -244,7 +244,8 @@ class Agent:
         backoff = Backoff(first=0.2, cap=5.0)
         while True:
             try:
-                kv = await asyncio.wait_for(store.get(keys.CLUSTER), 10.0)
+                async with asyncio.timeout(10.0):
+                    kv = await store.get(keys.CLUSTER)
                 break
             except (StoreUnavailable, TimeoutError) as exc:
                 log.warning("waiting for the store: %s", exc)

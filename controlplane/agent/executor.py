@@ -69,6 +69,12 @@ _PROGRESS = {
 CHANGE_BATCH_WINDOW = 0.02
 
 
+def _cancelling() -> bool:
+    """True when the running task is being cancelled (an exception may hide that)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _progress(status: TaskStatus | None) -> int:
     if status is None:
         return -1
@@ -168,6 +174,14 @@ class Executor:
                 delay = backoff.next_delay()
                 log.info("node %s: task watch interrupted (%s); resuming", self.node_id, exc)
                 await asyncio.sleep(delay)
+            except Exception:  # a backend's bug must not end the node: start afresh
+                if _cancelling():
+                    raise
+                log.exception("node %s: task watch failed; listing again", self.node_id)
+                await asyncio.sleep(backoff.next_delay())
+                listing = await self._list()
+                self._apply_listing(listing)
+                start = listing.revision + 1
 
     async def _follow_changes(self) -> None:
         backoff = Backoff(first=0.5, cap=10.0)
@@ -177,6 +191,8 @@ class Executor:
                     self._want_observe(task_id)
                     backoff.reset()
             except Exception as exc:
+                if _cancelling():
+                    raise
                 log.warning("node %s: runtime change feed failed: %s", self.node_id, exc)
             await asyncio.sleep(backoff.next_delay())
 
@@ -476,7 +492,8 @@ class Executor:
 
     # --- helpers ------------------------------------------------------------------------
     async def _bounded(self, call: Awaitable[T]) -> T:
-        return await asyncio.wait_for(call, self._op_timeout)
+        async with asyncio.timeout(self._op_timeout):  # not wait_for: it can lose a cancel
+            return await call
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         backoff = Backoff(first=0.2, cap=5.0)

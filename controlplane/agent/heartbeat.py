@@ -87,6 +87,7 @@ class Heartbeat:
         self._state_dir = state_dir
         self._on_reconnect = on_reconnect
         self.lease: int | None = None
+        self._claiming = 0  # the lease a registration in progress holds
         self._stopped = False
         self.registrations = 0  # how many times the node key was created (1 + re-registrations)
 
@@ -108,19 +109,24 @@ class Heartbeat:
         await self._bounded(
             self._store.txn([Compare(spec_key, 0)], [Put(spec_key, self._spec.dump())])
         )
-        lease = (await self._bounded(self._store.grant(self.ttl))).id
-        try:
-            await self._claim(lease)
-        except BaseException:
-            await self._revoke_quietly(lease)
-            raise
+        lease = await self._claim()
         if self._stopped:  # stopped while registering: leave no key behind
             await self._revoke_quietly(lease)
             return
         self.lease = lease
         self.registrations += 1
 
-    async def _claim(self, lease: int) -> None:
+    async def _claim(self) -> int:
+        """Create the node key on a new lease; returns the lease."""
+        lease = (await self._bounded(self._store.grant(self.ttl))).id
+        try:
+            return await self._claim_with(lease)
+        except BaseException:
+            await self._revoke_quietly(self._claiming)
+            raise
+
+    async def _claim_with(self, lease: int) -> int:
+        self._claiming = lease
         key = keys.node(self.node_id)
         value = self._info.dump()
         patience = self.ttl + self._store.lease_expiry_slack + 1.0
@@ -131,7 +137,7 @@ class Heartbeat:
                 self._store.txn([Compare(key, 0)], [Put(key, value, lease)])
             )
             if result.succeeded:
-                return
+                return lease
             held = await self._bounded(self._store.get(key))
             if held is None:
                 continue  # vanished between the two calls
@@ -142,7 +148,7 @@ class Heartbeat:
                     self._store.txn([Compare(key, held.mod_revision)], [Put(key, value, lease)])
                 )
                 if taken.succeeded:
-                    return
+                    return lease
                 continue
             if time.monotonic() >= deadline:
                 raise NodeIdConflict(
@@ -158,6 +164,10 @@ class Heartbeat:
                 )
                 announced = True
             await asyncio.sleep(CONFLICT_POLL)
+            try:  # keep our own lease alive while we wait
+                await self._bounded(self._store.keep_alive(lease))
+            except LeaseNotFound:
+                lease = self._claiming = (await self._bounded(self._store.grant(self.ttl))).id
 
     async def run(self) -> None:
         """Renew the lease every period ± jitter, forever; re-register when it is lost."""
@@ -217,7 +227,8 @@ class Heartbeat:
 
     async def _revoke_quietly(self, lease: int) -> None:
         try:
-            await asyncio.wait_for(self._store.revoke(lease), min(self.period, 5.0))
+            async with asyncio.timeout(min(self.period, 5.0)):
+                await self._store.revoke(lease)
         except (StoreUnavailable, LeaseNotFound, TimeoutError) as exc:
             log.info("could not revoke lease %s of node %s: %s", lease, self.node_id, exc)
 
@@ -226,7 +237,8 @@ class Heartbeat:
             self._on_reconnect()
 
     async def _bounded(self, call: Awaitable[T]) -> T:
-        return await asyncio.wait_for(call, max(self.period, 1.0))
+        async with asyncio.timeout(max(self.period, 1.0)):  # not wait_for: it can lose a cancel
+            return await call
 
 
 def _parse_info(raw: bytes) -> NodeInfo | None:

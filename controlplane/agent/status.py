@@ -118,4 +118,5 @@ class StatusReporter:
         self._wake.set()
 
     async def _bounded(self, call: Awaitable[T]) -> T:
-        return await asyncio.wait_for(call, self._op_timeout)
+        async with asyncio.timeout(self._op_timeout):  # not wait_for: it can lose a cancel
+            return await call
