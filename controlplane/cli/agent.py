@@ -1,11 +1,293 @@
-"""`shoal agent`: placeholder until the agent lands (being written this session)."""
+"""`shoal agent`: make this host a node of a cluster, in the foreground.
+
+The agent learns where the cluster's store is either directly (`--discovery URL`, for
+tests and single-machine use) or by joining once through a manager (`--join MANAGER
+--token T`); either way the identity is kept in the state directory, so a restart needs
+neither flag. SIGTERM or SIGINT stop it cleanly: the node's lease is revoked at once
+(the managers see it leave) and its containers keep running for the next agent to adopt.
+
+Every option has an environment variable, for systemd units and compose files.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
 import typer
 
+from controlplane.agent.agent import Agent, AgentError
+from controlplane.agent.fleet import HollowFleet, hollow_state_dir
+from controlplane.agent.heartbeat import NodeIdConflict
+from controlplane.agent.identity import Identity, IdentityError, load_identity
+from controlplane.agent.join import JoinError, joined_identity
+from controlplane.agent.runtime.registry import UnknownRuntime
+from controlplane.agent.runtime_factory import RuntimeOptions, check_runtime_name, runtime_factory
+from discovery import DiscoveryError
 
-def agent() -> None:
-    """Not built yet."""
-    typer.echo("shoal agent is not built yet", err=True)
-    raise typer.Exit(1)
+DEFAULT_STATE_DIR = Path("/var/lib/shoal/agent")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_duration(text: str) -> float:
+    """`5s`, `500ms`, `1m`, or plain seconds -> seconds."""
+    match = _DURATION.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise typer.BadParameter(f"{text!r} is not a positive duration such as 5s, 500ms or 1m")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+
+
+def parse_size(text: str) -> int:
+    """`8GiB`, `512MiB`, `2G`, or plain bytes -> bytes (an `i` means powers of 1024)."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise typer.BadParameter(f"{text!r} is not a size such as 8GiB, 512MiB or 2G")
+    unit = (match.group(2) or "").lower()
+    binary = "i" in unit
+    letter = unit.rstrip("b").rstrip("i") if unit != "b" else "b"
+    factor = _SIZE_UNITS[letter]
+    if binary:
+        factor = 1024 ** "bkmgt".index(letter)
+    return int(float(match.group(1)) * factor)
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"label {item!r} is not KEY=VALUE", param_hint="--label")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """The command line, checked."""
+
+    discovery: str | None
+    join: str | None
+    token: str | None
+    advertise_addr: str
+    labels: dict[str, str]
+    state_dir: Path
+    runtime: RuntimeOptions
+    hollow_nodes: int
+    heartbeat: float
+
+
+def agent(
+    discovery: str | None = typer.Option(
+        None,
+        "--discovery",
+        envvar="SHOAL_DISCOVERY",
+        metavar="URL",
+        help="The cluster's store (etcd://, consul://, file://), instead of --join.",
+    ),
+    join: str | None = typer.Option(
+        None,
+        "--join",
+        envvar="SHOAL_JOIN",
+        metavar="MANAGER",
+        help="Join once through this manager (HOST:PORT); needs --token.",
+    ),
+    token: str | None = typer.Option(
+        None, "--token", envvar="SHOAL_JOIN_TOKEN", help="The worker join token."
+    ),
+    advertise_addr: str | None = typer.Option(
+        None,
+        "--advertise-addr",
+        envvar="SHOAL_ADVERTISE_ADDR",
+        help="The address others reach this node at [default: first non-loopback address].",
+    ),
+    label: list[str] = typer.Option(
+        [],
+        "--label",
+        envvar="SHOAL_NODE_LABELS",
+        metavar="KEY=VALUE",
+        help="A node label, set when the node first joins (repeatable).",
+    ),
+    state_dir: Path = typer.Option(
+        DEFAULT_STATE_DIR,
+        "--state-dir",
+        envvar="SHOAL_STATE_DIR",
+        help="Where the node's identity is kept.",
+    ),
+    runtime: str = typer.Option(
+        "docker", "--runtime", envvar="SHOAL_RUNTIME", help="docker, process or hollow."
+    ),
+    hollow_nodes: int = typer.Option(
+        1,
+        "--hollow-nodes",
+        envvar="SHOAL_HOLLOW_NODES",
+        min=1,
+        help="With --runtime hollow: how many nodes this process hosts.",
+    ),
+    hollow_cpus: float = typer.Option(
+        4.0, "--hollow-cpus", envvar="SHOAL_HOLLOW_CPUS", min=0.0, help="A hollow node's CPUs."
+    ),
+    hollow_memory: str = typer.Option(
+        "8GiB", "--hollow-memory", envvar="SHOAL_HOLLOW_MEMORY", help="A hollow node's memory."
+    ),
+    heartbeat: str = typer.Option(
+        "5s",
+        "--heartbeat",
+        envvar="SHOAL_HEARTBEAT",
+        help="Heartbeat period; the node is down after 3 missed periods.",
+    ),
+    docker_host: str | None = typer.Option(
+        None, "--docker-host", envvar="DOCKER_HOST", help="The Docker Engine to use."
+    ),
+    log_level: str = typer.Option(
+        "info", "--log-level", envvar="SHOAL_LOG_LEVEL", help="debug, info, warning or error."
+    ),
+) -> None:
+    """Run this host as a node of the cluster, in the foreground."""
+    if discovery and join:
+        raise typer.BadParameter("give either --discovery or --join, not both")
+    if join and not token:
+        raise typer.BadParameter("--join needs --token (the worker join token)")
+    if hollow_nodes > 1 and runtime != "hollow":
+        raise typer.BadParameter("--hollow-nodes needs --runtime hollow")
+    try:
+        check_runtime_name(runtime)
+    except UnknownRuntime as exc:
+        raise typer.BadParameter(str(exc), param_hint="--runtime") from None
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
+    addr = advertise_addr or _default_addr()
+    settings = AgentSettings(
+        discovery=discovery,
+        join=join,
+        token=token,
+        advertise_addr=addr,
+        labels=parse_labels(label),
+        state_dir=state_dir,
+        runtime=RuntimeOptions(
+            name=runtime,
+            advertise_addr=addr,
+            state_dir=state_dir,
+            docker_host=docker_host,
+            hollow_cpus=hollow_cpus,
+            hollow_memory=parse_size(hollow_memory),
+        ),
+        hollow_nodes=hollow_nodes,
+        heartbeat=parse_duration(heartbeat),
+    )
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    try:
+        asyncio.run(serve(settings))
+    except (
+        NodeIdConflict,
+        AgentError,
+        JoinError,
+        IdentityError,
+        DiscoveryError,
+        UnknownRuntime,
+    ) as exc:
+        typer.echo(f"shoal agent: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _default_addr() -> str:
+    from controlplane.agent.address import default_advertise_addr
+
+    return default_advertise_addr()
+
+
+async def serve(settings: AgentSettings) -> None:
+    """Join if asked, then run one agent (or a hollow fleet) until SIGTERM or SIGINT."""
+    discovery = settings.discovery or await _discovery_url(settings)
+    target: Agent | HollowFleet
+    if settings.hollow_nodes > 1:
+        target = HollowFleet(
+            count=settings.hollow_nodes,
+            state_dir=settings.state_dir,
+            advertise_addr=settings.advertise_addr,
+            runtime=lambda index: runtime_factory(_hollow_options(settings, index)),
+            discovery=discovery,
+            labels=settings.labels,
+            heartbeat_period=settings.heartbeat,
+            hostname_prefix=f"{socket.gethostname()}-hollow",
+        )
+    else:
+        target = Agent(
+            runtime=runtime_factory(settings.runtime),
+            state_dir=settings.state_dir,
+            advertise_addr=settings.advertise_addr,
+            discovery=discovery,
+            labels=settings.labels,
+            heartbeat_period=settings.heartbeat,
+        )
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def on_signal() -> None:
+        if not stopping:  # later signals: stopping is bounded, it is already under way
+            stopping.append(loop.create_task(target.stop()))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await target.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if stopping:
+            await asyncio.gather(*stopping, return_exceptions=True)
+
+
+def _hollow_options(settings: AgentSettings, index: int) -> RuntimeOptions:
+    base = settings.runtime
+    return RuntimeOptions(
+        name=base.name,
+        advertise_addr=base.advertise_addr,
+        state_dir=hollow_state_dir(settings.state_dir, index),
+        hollow_cpus=base.hollow_cpus,
+        hollow_memory=base.hollow_memory,
+        hostname=f"{socket.gethostname()}-hollow-{index}",
+    )
+
+
+async def _discovery_url(settings: AgentSettings) -> str:
+    """The store URL when --discovery was not given: join, or what the state dir holds."""
+    dirs = (
+        [hollow_state_dir(settings.state_dir, i) for i in range(settings.hollow_nodes)]
+        if settings.hollow_nodes > 1
+        else [settings.state_dir]
+    )
+    if settings.join:
+        assert settings.token is not None
+        limit = asyncio.Semaphore(16)
+
+        async def join_one(state_dir: Path) -> Identity:
+            async with limit:
+                return await joined_identity(
+                    state_dir,
+                    manager=settings.join or "",
+                    token=settings.token or "",
+                    hostname=socket.gethostname(),
+                    addr=settings.advertise_addr,
+                )
+
+        identities = await asyncio.gather(*(join_one(d) for d in dirs))
+        return identities[0].discovery
+    saved = await asyncio.to_thread(load_identity, dirs[0])
+    if saved is None or not saved.discovery:
+        raise AgentError(
+            f"{dirs[0]} holds no cluster to rejoin: give --discovery URL, "
+            "or --join MANAGER --token TOKEN"
+        )
+    return saved.discovery
