@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from controlplane.api import errors
 from controlplane.api.context import ApiContext
+from controlplane.api.limits import BodyLimit
 from controlplane.api.routes import events, health, metrics, nodes, services, swarm, tasks
 from controlplane.version import __version__
 
@@ -39,6 +40,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     context.metrics.track(context.view, context.is_leader)
     errors.install(app)
+    app.add_middleware(BodyLimit)
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -21,7 +21,7 @@ from controlplane.manager.config import (
     ListenAddress,
     ManagerConfig,
 )
-from controlplane.manager.process import Manager
+from controlplane.manager.process import Manager, ManagerFailed
 from controlplane.reconciler import ReconcilerConfig
 from discovery import DiscoveryError, InvalidStoreURL
 
@@ -111,8 +111,9 @@ def manager(
     except (InvalidStoreURL, ConfigError) as exc:
         typer.echo(f"shoal manager: {exc}", err=True)
         raise typer.Exit(2) from None
-    except DiscoveryError as exc:
-        typer.echo(f"shoal manager: {exc}", err=True)
+    except (DiscoveryError, ManagerFailed) as exc:
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        typer.echo(f"shoal manager: {exc}{cause}", err=True)
         raise typer.Exit(1) from None
 
 

@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 STORE_RETRY_SECONDS = 1.0
 
 
+class ManagerFailed(Exception):
+    """A part of the manager stopped on its own; the manager shut down. Restart it."""
+
+
 class Manager:
     """`await run()` until `stop()`; `ready` is set once the API serves."""
 
@@ -80,6 +84,7 @@ class Manager:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Serve until `stop()`; raises `ManagerFailed` if a part of it fails first."""
         store = self._store or await open_store(self.config.discovery)
         sock = bind(self.config.listen)
         try:
@@ -122,13 +127,16 @@ class Manager:
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="api server")
         stopping = asyncio.create_task(self._stopping.wait(), name="stop requested")
         try:
-            await self._announce(server, serving, registration)
+            await self._announce(server, registration, parts={*loops, serving})
             done, _ = await asyncio.wait(
                 {*loops, serving, stopping}, return_when=asyncio.FIRST_COMPLETED
             )
-            for task in done - {stopping}:
-                if not task.cancelled() and task.exception() is not None:
-                    log.error("the manager's %s failed", task.get_name(), exc_info=task.exception())
+            failed = [task for task in done - {stopping} if task.cancelled() or task.exception()]
+            if failed or not stopping.done():
+                name = (failed or list(done))[0].get_name()
+                error = None if not failed or failed[0].cancelled() else failed[0].exception()
+                log.error("the manager's %s stopped unexpectedly", name, exc_info=error)
+                raise ManagerFailed(f"the manager's {name} stopped unexpectedly") from error
         finally:
             await self._shut_down(
                 loops=loops, serving=serving, server=server, registration=registration
@@ -161,12 +169,16 @@ class Manager:
         return True
 
     async def _announce(
-        self, server: ApiServer, serving: asyncio.Task[None], registration: Registration
+        self,
+        server: ApiServer,
+        registration: Registration,
+        *,
+        parts: set[asyncio.Task[None]],
     ) -> None:
         """Set `ready` once the API serves and the manager is registered."""
         while not (server.started and registration.registered.is_set()):
-            if serving.done() or self._stopping.is_set():
-                return
+            if self._stopping.is_set() or any(task.done() for task in parts):
+                return  # the main wait below reports why
             await asyncio.sleep(0.02)
         self.ready.set()
         log.info(

@@ -63,6 +63,9 @@ async def test_a_manager_serves_leads_reconciles_and_leaves_no_trace(memory_url:
             while await placed() < 2:  # the leader's reconciler wrote the tasks
                 assert time.monotonic() < deadline, "the leader did not place the tasks"
                 await asyncio.sleep(0.05)
+            leader = (await client.get("/swarm")).json()["leader"]
+            assert leader["manager_id"] == "m1"
+            assert leader["term"] > 0
             metrics = (await client.get("/metrics")).text
             assert "shoal_manager_is_leader 1.0" in metrics
             assert "shoal_leader_terms_won_total 1.0" in metrics
@@ -92,3 +95,25 @@ def test_listen_addresses() -> None:
     for bad in ("2377", "host:", "host:99999", "host:http"):
         with pytest.raises(ConfigError, match="--listen"):
             ListenAddress.parse(bad)
+
+
+async def test_a_failing_part_stops_the_manager_with_its_reason(
+    memory_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controlplane.manager import process
+
+    async def broken(self: object) -> None:
+        await asyncio.sleep(0.2)
+        raise RuntimeError("the registration broke")
+
+    monkeypatch.setattr(process.Registration, "run", broken)
+    store = await open_store(memory_url)
+    config = ManagerConfig(
+        discovery=memory_url, listen=ListenAddress("127.0.0.1", 0), lease_ttl=1.0, manager_id="m1"
+    )
+    with pytest.raises(process.ManagerFailed, match="registration") as failed:
+        await asyncio.wait_for(Manager(config, store=store).run(), DEADLINE)
+    assert isinstance(failed.value.__cause__, RuntimeError)
+    assert await store.get(keys.LEADER) is None  # it resigned on the way out
+    await store.close()
+    MemoryStore.reset(memory_url.split("://", 1)[1])

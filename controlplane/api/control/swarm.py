@@ -15,6 +15,7 @@ from controlplane.models import ClusterRecord, LeaderRecord, ManagerRecord
 class SwarmSummary:
     cluster: ClusterRecord | None
     leader: LeaderRecord | None
+    leader_term: int  # the leader key's revision: the fencing token of the current term
     managers: list[ManagerRecord]
     nodes_by_status: dict[str, int] = field(default_factory=dict)
     tasks_by_state: dict[str, int] = field(default_factory=dict)
@@ -27,6 +28,7 @@ def summarise(view: ClusterView) -> SwarmSummary:
     return SwarmSummary(
         cluster=view.cluster,
         leader=view.leader,
+        leader_term=view.leader_revision if view.leader is not None else 0,
         managers=sorted(view.managers.values(), key=lambda m: m.id),
         nodes_by_status={status.value: nodes.get(status.value, 0) for status in NodeStatus},
         tasks_by_state=dict(sorted(tasks.items())),

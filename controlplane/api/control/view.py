@@ -38,6 +38,11 @@ class ClusterView(Protocol):
     def leader(self) -> LeaderRecord | None: ...
 
     @property
+    def leader_revision(self) -> int:
+        """The leader key's mod_revision: the current term's fencing token (0: none)."""
+        ...
+
+    @property
     def managers(self) -> Mapping[str, ManagerRecord]: ...
 
     @property

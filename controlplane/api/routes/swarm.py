@@ -95,7 +95,16 @@ async def info(context: ContextDep) -> SwarmInfo:
     return SwarmInfo(
         cluster_id=summary.cluster.id if summary.cluster else None,
         created=summary.cluster.created if summary.cluster else None,
-        leader=LeaderInfo(**leader.model_dump(exclude={"version"})) if leader else None,
+        leader=(
+            LeaderInfo(
+                manager_id=leader.manager_id,
+                api_url=leader.api_url,
+                term_started=leader.term_started,
+                term=summary.leader_term,
+            )
+            if leader
+            else None
+        ),
         managers=[
             ManagerInfo(
                 id=m.id,

@@ -60,6 +60,7 @@ class LeaderInfo(BaseModel):
     manager_id: str
     api_url: str
     term_started: float
+    term: int = Field(description="The term's fencing token: grows with every new leader")
 
 
 class ManagerInfo(BaseModel):
