@@ -1,0 +1,267 @@
+"""Talking to a manager: where it is, which token to send, and failures in plain words.
+
+Where: `--host`, else `SHOAL_HOST`, else the config file's `host`, else
+`http://127.0.0.1:2377`. The token: `SHOAL_TOKEN`, else the config file's `token` — but
+the saved token only goes to the manager it was saved for, so pointing `--host` at
+another cluster never hands it this cluster's credential.
+
+Every command runs inside `session()`, the one place where failures become a sentence on
+stderr and an exit code (0 ok, 1 the operation failed, 2 a usage error): an unreachable
+manager, a refused token, a 404, a 422 listing each refused field. A traceback is shown
+only with `--debug`, which also logs each request.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, NoReturn
+
+import click
+import httpx
+import typer
+
+from controlplane.cli.config import ConfigError, config_path, load_config
+
+DEFAULT_HOST = "http://127.0.0.1:2377"
+HOST_ENV = "SHOAL_HOST"
+TOKEN_ENV = "SHOAL_TOKEN"
+TIMEOUT_SECONDS = 30.0
+
+HostOption = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        "-H",
+        envvar=HOST_ENV,
+        metavar="URL",
+        help=f"The manager to talk to [default: the config file's, else {DEFAULT_HOST}].",
+        show_default=False,
+    ),
+]
+DebugOption = Annotated[
+    bool,
+    typer.Option("--debug", envvar="SHOAL_DEBUG", help="Log requests; show tracebacks."),
+]
+
+
+class CliError(Exception):
+    """A failure to report in one sentence; `exit_code` 1 (failed) or 2 (usage)."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def normalize_host(text: str) -> str:
+    """`127.0.0.1:2377`, `tcp://h:2377` or `http://h:2377/` -> `http://h:2377`."""
+    host = text.strip().rstrip("/")
+    if host.startswith("tcp://"):
+        host = "http://" + host.removeprefix("tcp://")
+    if "://" not in host:
+        host = f"http://{host}"
+    if not host.startswith(("http://", "https://")):
+        raise CliError(f"--host {text!r}: use http://HOST:PORT or https://HOST:PORT", exit_code=2)
+    return host
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The manager to call and the credential for it."""
+
+    host: str
+    token: str | None
+    token_source: str  # "SHOAL_TOKEN", the config file's path, or "" when none
+
+
+def resolve_target(host: str | None) -> Target:
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    saved_host = normalize_host(config.host) if config.host else None
+    chosen = normalize_host(host) if host else saved_host or DEFAULT_HOST
+    env_token = os.environ.get(TOKEN_ENV)
+    if env_token:
+        return Target(host=chosen, token=env_token, token_source=TOKEN_ENV)
+    if config.token and chosen == (saved_host or DEFAULT_HOST):
+        return Target(host=chosen, token=config.token, token_source=str(config_path()))
+    return Target(host=chosen, token=None, token_source="")
+
+
+class ManagerClient:
+    """A manager's REST API, synchronously; every failure raises `CliError`."""
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        debug: bool = False,
+        timeout: float = TIMEOUT_SECONDS,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+        hooks = {"response": [_log_response]} if debug else {}
+        self._http = httpx.Client(
+            base_url=target.host,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            event_hooks=hooks,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Any:
+        return self._call("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None, *, params: Mapping[str, str] | None = None) -> Any:
+        return self._call("POST", path, body=body, params=params)
+
+    def delete(self, path: str, *, params: Mapping[str, str] | None = None) -> Any:
+        return self._call("DELETE", path, params=params)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        try:
+            response = self._http.request(method, path, json=body, params=params)
+        except httpx.TimeoutException:
+            raise CliError(
+                f"the manager at {self.target.host} did not answer within {self.timeout:g} s"
+            ) from None
+        except httpx.TransportError as exc:
+            raise CliError(
+                f"cannot reach the manager at {self.target.host}: {_reason(exc)}; "
+                "is `shoal manager` running?"
+            ) from None
+        if response.status_code == 204:
+            return None
+        if response.is_success:
+            try:
+                return response.json()
+            except ValueError:
+                raise CliError(
+                    f"{self.target.host} answered {method} {path} with something that is "
+                    "not JSON: is it a shoal manager?"
+                ) from None
+        raise CliError(self._refusal(response))
+
+    def _refusal(self, response: httpx.Response) -> str:
+        detail = _detail(response)
+        code = response.status_code
+        if code == 401:
+            if self.target.token is None:
+                return (
+                    "not authorised: set SHOAL_TOKEN to the cluster's API token "
+                    "(printed by `shoal swarm init`, which also saves it in the config file)"
+                )
+            return (
+                f"not authorised: set SHOAL_TOKEN; the manager refused the token from "
+                f"{self.target.token_source} ({detail})"
+            )
+        if code == 404 and not detail:
+            return f"{self.target.host} has no {response.request.url.path}: is it a shoal manager?"
+        if code >= 500 and code != 503:
+            return f"the manager failed (HTTP {code}): {detail or response.reason_phrase}"
+        return detail or f"HTTP {code} {response.reason_phrase}"
+
+
+def _detail(response: httpx.Response) -> str:
+    """The API's `detail`: a sentence, or for a 422 one `field: message` per refusal."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:200]
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        lines = []
+        for item in detail:
+            if not isinstance(item, dict):
+                continue
+            where = _field(item.get("loc", []))
+            lines.append(f"{where}: {item.get('msg', '')}" if where else str(item.get("msg", "")))
+        return "\n".join(lines)
+    return ""
+
+
+def _field(loc: Any) -> str:
+    """`["body", "placement", "constraints", 0]` -> `placement.constraints[0]`."""
+    parts = [part for part in loc if part not in ("body", "query", "path")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    text = str(exc)
+    lowered = text.lower()
+    if "refused" in lowered:
+        return "connection refused"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered:
+        return "unknown host name"
+    if "no route" in lowered or "unreachable" in lowered:
+        return "no route to host"
+    return text or type(exc).__name__
+
+
+def _log_response(response: httpx.Response) -> None:
+    request = response.request
+    print(f"debug: {request.method} {request.url} -> {response.status_code}", file=sys.stderr)
+
+
+# --- running a command ----------------------------------------------------------------
+
+
+def fail(message: str, *, exit_code: int = 1) -> NoReturn:
+    raise CliError(message, exit_code=exit_code)
+
+
+@contextmanager
+def errors_reported(debug: bool) -> Iterator[None]:
+    """Turn any failure inside into a message on stderr and an exit code."""
+    try:
+        yield
+    except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        raise
+    except CliError as exc:
+        typer.echo(f"shoal: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("shoal: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if debug:
+            raise
+        typer.echo(
+            f"shoal: unexpected error: {type(exc).__name__}: {exc} "
+            "(run again with --debug for the traceback)",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def session(host: str | None, debug: bool) -> Iterator[ManagerClient]:
+    """A client for the chosen manager, with failures reported for people."""
+    with errors_reported(debug):
+        client = ManagerClient(resolve_target(host), debug=debug)
+        try:
+            yield client
+        finally:
+            client.close()

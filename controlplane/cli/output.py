@@ -1,0 +1,119 @@
+"""How results are printed: docker-like tables, `--format json`, `-q` for ids.
+
+Tables look like docker's: upper-case headers, columns padded to their widest cell plus
+three spaces, no borders, so `awk '{print $2}'` and eyes both work. `--format json`
+prints what the API returned (a list for `ls`, a list of objects for `inspect`, as
+docker does), so scripts read the same fields as the REST API documents. `-q` prints
+one id per line and nothing else.
+
+Times are shown as ages ("Running 5 minutes ago"), in the words docker uses for ages.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+
+COLUMN_GAP = 3
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option("--format", help="table, or json (the API's objects)."),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only print ids.")]
+NoTruncOption = Annotated[bool, typer.Option("--no-trunc", help="Do not shorten ids.")]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Headers and rows as aligned text; the last column is not padded."""
+    widths = [len(header) for header in headers]
+    for row in rows:
+        for index, cell in enumerate(row):
+            widths[index] = max(widths[index], len(cell))
+    lines = []
+    for row in [list(headers), *rows]:
+        cells = [
+            cell if index == len(row) - 1 else cell.ljust(widths[index] + COLUMN_GAP)
+            for index, cell in enumerate(row)
+        ]
+        lines.append("".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    typer.echo(table(headers, rows))
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def print_ids(ids: Sequence[str]) -> None:
+    for value in ids:
+        typer.echo(value)
+
+
+def short_id(value: str, *, no_trunc: bool = False, length: int = 12) -> str:
+    return value if no_trunc else value[:length]
+
+
+def human_duration(seconds: float) -> str:
+    """An age in docker's words: "Less than a second", "About a minute", "3 hours"."""
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 2:
+        return "1 second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds"
+    minutes = seconds / 60
+    if minutes < 2:
+        return "About a minute"
+    if minutes < 60:
+        return f"{int(minutes)} minutes"
+    hours = minutes / 60
+    if hours < 2:
+        return "About an hour"
+    if hours < 48:
+        return f"{int(hours)} hours"
+    days = hours / 24
+    if days < 14:
+        return f"{int(days)} days"
+    if days < 60:
+        return f"{int(days / 7)} weeks"
+    if days < 365 * 2:
+        return f"{int(days / 30)} months"
+    return f"{int(days / 365)} years"
+
+
+def ago(timestamp: float | None, *, now: float | None = None) -> str:
+    """`timestamp` (epoch seconds) as "5 minutes ago"; "" when unknown."""
+    if not timestamp:
+        return ""
+    elapsed = max(0.0, (time.time() if now is None else now) - timestamp)
+    return f"{human_duration(elapsed)} ago"
+
+
+def capitalised(word: str) -> str:
+    """`ready` -> `Ready`, `on-failure` -> `On-failure`: docker's status words."""
+    return word[:1].upper() + word[1:]
+
+
+def truncate(text: str, limit: int, *, no_trunc: bool = False) -> str:
+    if no_trunc or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def count(number: int, singular: str, plural: str | None = None) -> str:
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"
