@@ -8,6 +8,7 @@ them, which is what lets any manager answer any call.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ class ApiContext:
     metrics: ManagerMetrics = field(default_factory=ManagerMetrics)
     clock: Callable[[], float] = time.time
     settle_seconds: float = SETTLE_SECONDS
+    #: Set when the manager shuts down: long-lived responses (event streams) end.
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def settle(self, revision: int) -> None:
         """Wait (bounded) until the mirror has seen `revision`: read-your-writes."""

@@ -139,7 +139,11 @@ class Manager:
                 raise ManagerFailed(f"the manager's {name} stopped unexpectedly") from error
         finally:
             await self._shut_down(
-                loops=loops, serving=serving, server=server, registration=registration
+                loops=loops,
+                serving=serving,
+                server=server,
+                registration=registration,
+                context=context,
             )
             stopping.cancel()
             await mirror.stop()
@@ -224,6 +228,7 @@ class Manager:
         serving: asyncio.Task[None],
         server: ApiServer,
         registration: Registration,
+        context: ApiContext,
     ) -> None:
         """Resign, deregister, then stop serving; each step survives the store being down."""
         for task in loops:  # the leader loop resigns as it is cancelled
@@ -231,6 +236,7 @@ class Manager:
         await asyncio.gather(*loops, return_exceptions=True)
         with contextlib.suppress(DiscoveryError):
             await registration.stop()
+        context.closing.set()  # event streams end, so in-flight requests can finish
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await serving

@@ -100,3 +100,12 @@ async def test_an_unknown_event_type_is_refused(cluster: Api) -> None:
     response = await cluster.client.get("/events", params={"types": "service,weather"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "types"]
+
+
+async def test_streams_end_when_the_manager_shuts_down(cluster: Api) -> None:
+    request = asyncio.create_task(cluster.client.get("/events"))
+    await asyncio.sleep(0)  # let the stream start; it must end however far it got
+    cluster.context.closing.set()
+    response = await asyncio.wait_for(request, DEADLINE)
+    assert response.status_code == 200
+    assert parse_sse(response.text) == []

@@ -10,6 +10,7 @@ subscriber costs one pass over the cluster per change it sees, and nothing when 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -114,16 +115,37 @@ def diff(
 
 
 async def cluster_events(
-    view: ClusterView, *, types: Collection[EventType] = tuple(EventType)
+    view: ClusterView,
+    *,
+    types: Collection[EventType] = tuple(EventType),
+    until: asyncio.Event | None = None,
 ) -> AsyncIterator[ClusterEvent]:
-    """Every change of the given kinds from now on, forever (close it to stop)."""
+    """Every change of the given kinds from now on, until `until` is set (or forever)."""
     wanted = frozenset(types)
     revision = view.revision
     before = fingerprint(view, wanted)
     while True:
-        await view.wait_changed(revision)
+        if not await _changed_or_closing(view, revision, until):
+            return
         after = fingerprint(view, wanted)
         revision = view.revision  # read with the fingerprint: no await in between
         for event in diff(view, before, after, revision=revision):
             yield event
         before = after
+
+
+async def _changed_or_closing(
+    view: ClusterView, revision: int, until: asyncio.Event | None
+) -> bool:
+    """True once the view moves past `revision`; False when `until` is set first."""
+    if until is None:
+        await view.wait_changed(revision)
+        return True
+    changed = asyncio.ensure_future(view.wait_changed(revision))
+    closing = asyncio.ensure_future(until.wait())
+    try:
+        await asyncio.wait({changed, closing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in (changed, closing):
+            future.cancel()
+    return not until.is_set()

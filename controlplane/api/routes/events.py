@@ -54,7 +54,7 @@ async def events(
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         sent = 0
-        async for event in cluster_events(context.view, types=wanted):
+        async for event in cluster_events(context.view, types=wanted, until=context.closing):
             body = {
                 "type": event.type.value,
                 "action": event.action.value,
