@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from controlplane.cli import agent, manager
+from controlplane.cli import agent, manager, up
 from controlplane.version import __version__
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ def root(
 
 app.command("agent")(agent.agent)
 app.command("manager")(manager.manager)
+app.command("up")(up.up)
 
 
 def main() -> None:
