@@ -107,3 +107,19 @@ async def test_manager_status(cluster: Api) -> None:
     assert nodes["n1"]["role"] == "manager"
     assert nodes["n1"]["manager_status"] == "unreachable"  # no manager runs as n1
     assert nodes["n2"]["manager_status"] is None
+
+
+async def test_a_node_the_mirror_has_not_seen_yet_can_be_updated(cluster: Api) -> None:
+    # Written through another manager a moment ago: this one's mirror may lag.
+    await cluster.store.put(keys.node_spec("fresh1"), NodeSpec(id="fresh1").dump())
+    response = await cluster.client.post("/nodes/fresh1/update", json={"availability": "drain"})
+    assert response.status_code == 200
+    assert response.json()["availability"] == "drain"
+
+
+async def test_updating_an_unknown_node_is_404_and_writes_nothing(cluster: Api) -> None:
+    before = (await cluster.store.list("")).revision
+    response = await cluster.client.post("/nodes/ghost/update", json={"availability": "drain"})
+    assert response.status_code == 404
+    assert (await cluster.store.list("")).revision == before
+    assert (await cluster.client.delete("/nodes/ghost")).status_code == 404

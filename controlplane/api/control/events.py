@@ -11,7 +11,7 @@ subscriber costs one pass over the cluster per change it sees, and nothing when 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -92,7 +92,7 @@ def _attributes(view: ClusterView, kind: EventType, ref: str) -> dict[str, str]:
 
 def diff(
     view: ClusterView,
-    before: Mapping[tuple[EventType, str], tuple[object, ...]],
+    before: Fingerprint,
     after: Fingerprint,
     *,
     revision: int,

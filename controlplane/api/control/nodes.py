@@ -15,6 +15,7 @@ from enum import StrEnum
 from controlplane import keys
 from controlplane.api.control import writes
 from controlplane.api.control.errors import Ambiguous, Conflict, NotFound
+from controlplane.api.control.ids import NODE_ID
 from controlplane.api.control.view import ClusterView
 from controlplane.models import Availability, NodeInfo, NodeRole, NodeSpec
 from discovery import Compare, Delete, Store
@@ -92,14 +93,27 @@ def find_node(view: ClusterView, ref: str) -> NodeState:
     raise NotFound(KIND, ref)
 
 
+def _id_of(view: ClusterView, ref: str) -> str:
+    """The node id `ref` designates; an id the mirror has not seen yet is kept."""
+    try:
+        return find_node(view, ref).id
+    except NotFound:
+        if NODE_ID.match(ref):
+            return ref  # perhaps joined a moment ago through another manager
+        raise
+
+
 async def update_node(
     store: Store, view: ClusterView, ref: str, change: NodeChange
 ) -> tuple[NodeSpec, int]:
     """Apply `change` to the node's spec (compare-and-swap); creates a missing spec."""
-    node_id = find_node(view, ref).id
+    node_id = _id_of(view, ref)
     key = keys.node_spec(node_id)
-    # A node seen only by its heartbeat has no spec yet: start from the defaults.
-    await writes.create(store, key, NodeSpec(id=node_id))
+    if await store.get(key) is None:
+        if await store.get(keys.node(node_id)) is None:
+            raise NotFound(KIND, ref)
+        # A node seen only by its heartbeat has no spec yet: start from the defaults.
+        await writes.create(store, key, NodeSpec(id=node_id))
 
     def apply(spec: NodeSpec) -> NodeSpec:
         labels = dict(spec.labels)
@@ -121,7 +135,7 @@ async def update_node(
 async def remove_node(store: Store, view: ClusterView, ref: str, *, force: bool) -> int:
     """Forget a node. A ready node is refused unless `force` (then its heartbeat key goes
     too, and the leader replaces its tasks elsewhere)."""
-    node_id = find_node(view, ref).id
+    node_id = _id_of(view, ref)
     spec_key, info_key = keys.node_spec(node_id), keys.node(node_id)
     for _ in range(writes.ATTEMPTS):
         spec_kv = await store.get(spec_key)
