@@ -13,6 +13,7 @@ import pytest
 from controlplane import keys
 from controlplane.manager.config import ConfigError, ListenAddress, ManagerConfig
 from controlplane.manager.process import Manager
+from controlplane.manager.registration import Registration
 from controlplane.models import NodeInfo, NodeSpec
 from discovery import open_store
 from discovery.backends.memory import MemoryStore
@@ -106,7 +107,7 @@ async def test_a_failing_part_stops_the_manager_with_its_reason(
         await asyncio.sleep(0.2)
         raise RuntimeError("the registration broke")
 
-    monkeypatch.setattr(process.Registration, "run", broken)
+    monkeypatch.setattr(Registration, "run", broken)
     store = await open_store(memory_url)
     config = ManagerConfig(
         discovery=memory_url, listen=ListenAddress("127.0.0.1", 0), lease_ttl=1.0, manager_id="m1"
