@@ -12,18 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import pytest
 
 from controlplane import keys
-from controlplane.agent.agent import Agent
+from controlplane.agent.agent import Agent, RuntimeFactory
+from controlplane.agent.identity import load_identity
 from controlplane.agent.runtime import NodeDescription, Observed, Runtime, TaskRejected
-from controlplane.models import ClusterRecord, Task, TaskSpec, TaskStatus
+from controlplane.models import ClusterRecord, NodeInfo, Task, TaskSpec, TaskStatus
 from controlplane.models.task import DesiredState, TaskState
 from discovery import (
     Compare,
@@ -248,6 +251,74 @@ class FlakyStore(Store):
         await self.inner.close()
 
 
+CLI = [sys.executable, "-c", "from controlplane.cli import main; main()", "agent"]
+
+
+class AgentProcess:
+    """One `shoal agent` process with its log; stopped (SIGKILL) at the end if still up."""
+
+    def __init__(self, args: list[str], *, log: Path) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [*CLI, *args], stdout=out, stderr=out, stdin=subprocess.DEVNULL
+            )
+
+    async def exited(self, *, within: float = 10.0) -> int:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                return code
+            await asyncio.sleep(0.02)
+        pytest.fail(f"shoal agent still running after {within} s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawner]:
+    spawner = Spawner(tmp_path)
+    try:
+        yield spawner
+    finally:
+        for agent in spawner.started:
+            agent.kill()
+
+
+class Spawner:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.started: list[AgentProcess] = []
+
+    def __call__(self, *args: str, name: str = "agent") -> AgentProcess:
+        agent = AgentProcess(list(args), log=self.tmp_path / f"{name}.log")
+        self.started.append(agent)
+        return agent
+
+
+async def registered(store: Store, state_dir: Path, agent: AgentProcess) -> NodeInfo:
+    """The node's heartbeat document, once the agent in `state_dir` has registered."""
+
+    async def check() -> NodeInfo | None:
+        if agent.proc.poll() is not None:
+            pytest.fail(f"shoal agent exited with {agent.proc.returncode}:\n{agent.output()}")
+        identity = load_identity(state_dir)
+        if identity is None:
+            return None
+        kv = await store.get(keys.node(identity.node_id))
+        return NodeInfo.load(kv.value) if kv is not None else None
+
+    info: NodeInfo = await eventually(check, within=15.0, what="node registered")
+    return info
+
+
 async def eventually(
     check: Callable[[], Awaitable[Any]], *, within: float = 5.0, what: str = "condition"
 ) -> Any:
@@ -314,7 +385,7 @@ class AgentRunner:
 
     def agent(
         self,
-        runtime: Runtime,
+        runtime: Runtime | RuntimeFactory,
         *,
         state_dir: Path | None = None,
         period: float = 0.2,

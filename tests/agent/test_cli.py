@@ -14,8 +14,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -29,42 +27,21 @@ from typer.testing import CliRunner
 from controlplane import keys
 from controlplane.agent.identity import load_identity
 from controlplane.cli.app import app
-from controlplane.models import NodeInfo, Task, TaskSpec
+from controlplane.models import Task, TaskSpec
 from controlplane.models.task import DesiredState, TaskState
 from discovery import Store, open_store
-from tests.agent.conftest import eventually, put_task, set_desired, state_is, status_of
+from tests.agent.conftest import (
+    Spawner,
+    eventually,
+    put_task,
+    registered,
+    set_desired,
+    state_is,
+    status_of,
+)
 from tests.harness.process import free_port
 
 HEARTBEAT = 1.0  # seconds: TTL 3 s
-CLI = [sys.executable, "-c", "from controlplane.cli import main; main()", "agent"]
-
-
-class AgentProcess:
-    """One `shoal agent` process with its log; stopped (SIGKILL) at the end if still up."""
-
-    def __init__(self, args: list[str], *, log: Path) -> None:
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [*CLI, *args], stdout=out, stderr=out, stdin=subprocess.DEVNULL
-            )
-
-    async def exited(self, *, within: float = 10.0) -> int:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            code = self.proc.poll()
-            if code is not None:
-                return code
-            await asyncio.sleep(0.02)
-        pytest.fail(f"shoal agent still running after {within} s:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 @pytest.fixture
@@ -74,27 +51,6 @@ async def store(file_url: str) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawner]:
-    spawner = Spawner(tmp_path)
-    try:
-        yield spawner
-    finally:
-        for agent in spawner.started:
-            agent.kill()
-
-
-class Spawner:
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.started: list[AgentProcess] = []
-
-    def __call__(self, *args: str, name: str = "agent") -> AgentProcess:
-        agent = AgentProcess(list(args), log=self.tmp_path / f"{name}.log")
-        self.started.append(agent)
-        return agent
 
 
 def agent_args(
@@ -113,22 +69,6 @@ def agent_args(
         addr,
         *extra,
     ]
-
-
-async def registered(store: Store, state_dir: Path, agent: AgentProcess) -> NodeInfo:
-    """The node's heartbeat document, once the agent in `state_dir` has registered."""
-
-    async def check() -> NodeInfo | None:
-        if agent.proc.poll() is not None:
-            pytest.fail(f"shoal agent exited with {agent.proc.returncode}:\n{agent.output()}")
-        identity = load_identity(state_dir)
-        if identity is None:
-            return None
-        kv = await store.get(keys.node(identity.node_id))
-        return NodeInfo.load(kv.value) if kv is not None else None
-
-    info: NodeInfo = await eventually(check, within=15.0, what="node registered")
-    return info
 
 
 async def test_sigterm_removes_the_node_at_once_and_sigkill_within_the_ttl(
