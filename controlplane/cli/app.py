@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from controlplane.cli import agent, manager, up
+from controlplane.cli import agent, manager, node, service, stack, swarm, up
 from controlplane.version import __version__
 
 app = typer.Typer(
@@ -34,6 +34,10 @@ def root(
 app.command("agent")(agent.agent)
 app.command("manager")(manager.manager)
 app.command("up")(up.up)
+app.add_typer(swarm.app)
+app.add_typer(node.app)
+app.add_typer(service.app)
+app.add_typer(stack.app)
 
 
 def main() -> None:

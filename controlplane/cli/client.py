@@ -5,7 +5,7 @@ Where: `--host`, else `SHOAL_HOST`, else the config file's `host`, else
 the saved token only goes to the manager it was saved for, so pointing `--host` at
 another cluster never hands it this cluster's credential.
 
-Every command runs inside `session()`, the one place where failures become a sentence on
+Every command is `@reported`: the one place where failures become a sentence on
 stderr and an exit code (0 ok, 1 the operation failed, 2 a usage error): an unreachable
 manager, a refused token, a 404, a 422 listing each refused field. A traceback is shown
 only with `--debug`, which also logs each request.
@@ -13,18 +13,21 @@ only with `--debug`, which also logs each request.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
-import click
 import httpx
 import typer
 
 from controlplane.cli.config import ConfigError, config_path, load_config
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DEFAULT_HOST = "http://127.0.0.1:2377"
 HOST_ENV = "SHOAL_HOST"
@@ -237,7 +240,7 @@ def errors_reported(debug: bool) -> Iterator[None]:
     """Turn any failure inside into a message on stderr and an exit code."""
     try:
         yield
-    except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+    except (typer.Exit, typer.Abort, typer.TyperException):  # typer reports these itself
         raise
     except CliError as exc:
         typer.echo(f"shoal: {exc.message}", err=True)
@@ -256,12 +259,25 @@ def errors_reported(debug: bool) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def reported(command: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a command so that anything it raises is reported for people (its
+    `debug` argument, if any, lets tracebacks through). Typer reads the signature
+    through the wrapper, so options are declared on the command as usual."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with errors_reported(bool(kwargs.get("debug", False))):
+            return command(*args, **kwargs)
+
+    return run
+
+
 @contextmanager
 def session(host: str | None, debug: bool) -> Iterator[ManagerClient]:
-    """A client for the chosen manager, with failures reported for people."""
-    with errors_reported(debug):
-        client = ManagerClient(resolve_target(host), debug=debug)
-        try:
-            yield client
-        finally:
-            client.close()
+    """A client for the chosen manager (commands are `@reported`: failures inside are
+    reported for people)."""
+    client = ManagerClient(resolve_target(host), debug=debug)
+    try:
+        yield client
+    finally:
+        client.close()

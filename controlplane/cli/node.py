@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from controlplane.cli import output
-from controlplane.cli.client import CliError, DebugOption, HostOption, session
+from controlplane.cli.client import CliError, DebugOption, HostOption, reported, session
 from controlplane.models import Availability, NodeRole
 from scheduler.units import format_bytes, format_cpus
 
@@ -63,6 +63,7 @@ def node_rows(nodes: list[dict[str, Any]], *, me: str | None) -> list[list[str]]
 
 
 @app.command("ls")
+@reported
 def list_nodes(
     quiet: output.QuietOption = False,
     fmt: output.FormatOption = output.OutputFormat.TABLE,
@@ -81,6 +82,7 @@ def list_nodes(
 
 
 @app.command("inspect")
+@reported
 def inspect_nodes(
     nodes: NodeRefs,
     pretty: Annotated[bool, typer.Option("--pretty", help="Human-readable, not JSON.")] = False,
@@ -145,6 +147,7 @@ def parse_labels(items: list[str], *, option: str) -> dict[str, str]:
 
 
 @app.command("update")
+@reported
 def update_node(
     node: Annotated[str, typer.Argument(metavar="NODE", help="Node id, prefix or hostname.")],
     availability: Annotated[
@@ -182,6 +185,7 @@ def update_node(
 
 
 @app.command("rm")
+@reported
 def remove_nodes(
     nodes: NodeRefs,
     force: Annotated[

@@ -26,7 +26,14 @@ from rich.live import Live
 from rich.text import Text
 
 from controlplane.cli import output
-from controlplane.cli.client import CliError, DebugOption, HostOption, ManagerClient, session
+from controlplane.cli.client import (
+    CliError,
+    DebugOption,
+    HostOption,
+    ManagerClient,
+    reported,
+    session,
+)
 from controlplane.compose import units
 from controlplane.compose.envfile import EnvFileError, read_env_file
 from controlplane.compose.ports import parse_port
@@ -242,13 +249,14 @@ def apply_tuning(spec: dict[str, Any], values: dict[str, Any]) -> None:
 
 
 def build_spec(fields: dict[str, Any]) -> ServiceSpec:
+    """The spec, checked here so that a bad value is a usage error naming its field."""
     try:
         return ServiceSpec.model_validate(fields)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise CliError(f"{where}: {message}" if where else message, exit_code=2) from None
+        raise typer.BadParameter(f"{where}: {message}" if where else message) from None
 
 
 # --- create -----------------------------------------------------------------------------
@@ -258,6 +266,7 @@ def build_spec(fields: dict[str, Any]) -> ServiceSpec:
     "create",
     context_settings={"allow_interspersed_args": False},
 )
+@reported
 def create(
     image: Annotated[str, typer.Argument(help="The image to run.")],
     command: Annotated[
@@ -413,6 +422,7 @@ def default_name(image: str) -> str:
 
 
 @app.command("update")
+@reported
 def update(
     service: Annotated[str, typer.Argument(metavar="SERVICE", help="Name or id.")],
     image: Annotated[str | None, typer.Option("--image", help="A new image.")] = None,
@@ -594,6 +604,7 @@ def _port_named(port: dict[str, Any], names: list[str]) -> bool:
 
 
 @app.command("scale")
+@reported
 def scale(
     targets: Annotated[
         list[str], typer.Argument(metavar="SERVICE=REPLICAS...", help="e.g. web=5.")
@@ -628,6 +639,7 @@ def scale(
 
 
 @app.command("rollback")
+@reported
 def rollback(
     service: Annotated[str, typer.Argument(metavar="SERVICE", help="Name or id.")],
     detach: Detach = False,
@@ -644,6 +656,7 @@ def rollback(
 
 
 @app.command("rm")
+@reported
 def remove(
     services: Annotated[list[str], typer.Argument(metavar="SERVICE...", help="Names or ids.")],
     host: HostOption = None,
@@ -672,6 +685,7 @@ def remove_services(api: ManagerClient, names: list[str], *, echo: bool = True) 
 
 
 @app.command("logs")
+@reported
 def logs(
     service: Annotated[str, typer.Argument(metavar="SERVICE", help="Name or id.")],
     host: HostOption = None,
@@ -743,6 +757,7 @@ def show_services(
 
 
 @app.command("ls")
+@reported
 def list_services(
     quiet: output.QuietOption = False,
     fmt: output.FormatOption = output.OutputFormat.TABLE,
@@ -847,6 +862,7 @@ def task_query(filters: list[str]) -> dict[str, str]:
 
 
 @app.command("ps")
+@reported
 def list_tasks(
     services: Annotated[list[str], typer.Argument(metavar="SERVICE...", help="Names or ids.")],
     filters: FilterOption = [],  # noqa: B006
@@ -867,6 +883,7 @@ def list_tasks(
 
 
 @app.command("inspect")
+@reported
 def inspect(
     services: Annotated[list[str], typer.Argument(metavar="SERVICE...", help="Names or ids.")],
     pretty: Annotated[bool, typer.Option("--pretty", help="Human-readable, not JSON.")] = False,

@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from controlplane.cli import output
-from controlplane.cli.client import CliError, DebugOption, HostOption, ManagerClient, session
+from controlplane.cli.client import (
+    CliError,
+    DebugOption,
+    HostOption,
+    ManagerClient,
+    reported,
+    session,
+)
 from controlplane.cli.service import (
     FilterOption,
     remove_services,
@@ -55,6 +62,7 @@ def stack_services(api: ManagerClient, stack: str) -> list[dict[str, Any]]:
 
 
 @app.command("deploy")
+@reported
 def deploy(
     stack: StackName,
     compose_file: Annotated[
@@ -144,6 +152,7 @@ def _check_modes(specs: list[ServiceSpec], existing: dict[str, dict[str, Any]]) 
 
 
 @app.command("ls")
+@reported
 def list_stacks(
     fmt: output.FormatOption = output.OutputFormat.TABLE,
     host: HostOption = None,
@@ -161,6 +170,7 @@ def list_stacks(
 
 
 @app.command("services")
+@reported
 def list_stack_services(
     stack: StackName,
     quiet: output.QuietOption = False,
@@ -176,6 +186,7 @@ def list_stack_services(
 
 
 @app.command("ps")
+@reported
 def list_stack_tasks(
     stack: StackName,
     filters: FilterOption = [],  # noqa: B006  (typer's default; never mutated)
@@ -195,6 +206,7 @@ def list_stack_tasks(
 
 
 @app.command("rm")
+@reported
 def remove_stacks(
     stacks: Annotated[list[str], typer.Argument(metavar="STACK...", help="Stack names.")],
     host: HostOption = None,

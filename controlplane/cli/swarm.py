@@ -35,7 +35,7 @@ from controlplane.cli.client import (
     HostOption,
     ManagerClient,
     Target,
-    errors_reported,
+    reported,
     resolve_target,
     session,
 )
@@ -60,6 +60,7 @@ StateDir = Annotated[
 
 
 @app.command("init")
+@reported
 def init(
     advertise_addr: Annotated[
         str | None,
@@ -81,49 +82,47 @@ def init(
     debug: DebugOption = False,
 ) -> None:
     """Create the cluster through a manager; print the join command for other hosts."""
-    with errors_reported(debug):
-        target = resolve_target(host)
-        if discovery:
-            _ensure_manager(target, discovery)
-        api = ManagerClient(target, debug=debug)
-        try:
-            answer = api.post("/swarm/init")
-        except CliError as exc:
-            if "already initialised" in exc.message:
-                raise CliError(
-                    f"the cluster behind {target.host} is already initialised; to add a host, "
-                    "run `shoal swarm join-token worker` on the machine that initialised it"
-                ) from None
-            raise
-        finally:
-            api.close()
-        tokens = answer["join_tokens"]
-        try:
-            saved: Path | None = _save(target.host, answer["api_token"], tokens)
-        except ConfigError as exc:
-            typer.echo(f"warning: {exc}", err=True)
-            saved = None
-        address = join_address(advertise_addr, target.host)
-        typer.echo(f"Cluster {answer['cluster_id']} initialised through {target.host}.\n")
-        typer.echo("To join a host to it as a worker, run this on that host:\n")
-        typer.echo(f"    {join_command(tokens['worker'], address)}\n")
+    target = resolve_target(host)
+    if discovery:
+        _ensure_manager(target, discovery)
+    api = ManagerClient(target, debug=debug)
+    try:
+        answer = api.post("/swarm/init")
+    except CliError as exc:
+        if "already initialised" in exc.message:
+            raise CliError(
+                f"the cluster behind {target.host} is already initialised; to add a host, "
+                "run `shoal swarm join-token worker` on the machine that initialised it"
+            ) from None
+        raise
+    finally:
+        api.close()
+    tokens = answer["join_tokens"]
+    try:
+        saved: Path | None = _save(target.host, answer["api_token"], tokens)
+    except ConfigError as exc:
+        typer.echo(f"warning: {exc}", err=True)
+        saved = None
+    address = join_address(advertise_addr, target.host)
+    typer.echo(f"Cluster {answer['cluster_id']} initialised through {target.host}.\n")
+    typer.echo("To join a host to it as a worker, run this on that host:\n")
+    typer.echo(f"    {join_command(tokens['worker'], address)}\n")
+    typer.echo(
+        "To join a manager node, run `shoal swarm join-token manager` and follow its instructions."
+    )
+    if saved is not None:
+        typer.echo(f"The API token is saved in {saved} (mode 0600) for shoal commands here.")
+    else:
         typer.echo(
-            "To join a manager node, run `shoal swarm join-token manager` and follow its "
-            "instructions."
+            f"The API token (shown once; keep it): {answer['api_token']}\n"
+            "Set SHOAL_TOKEN to it for shoal commands."
         )
-        if saved is not None:
-            typer.echo(f"The API token is saved in {saved} (mode 0600) for shoal commands here.")
-        else:
-            typer.echo(
-                f"The API token (shown once; keep it): {answer['api_token']}\n"
-                "Set SHOAL_TOKEN to it for shoal commands."
-            )
-        if _loopback(address):
-            typer.echo(
-                f"note: {address} is a loopback address: other hosts cannot reach it. Run the "
-                "manager with --listen 0.0.0.0:2377, and give --advertise-addr.",
-                err=True,
-            )
+    if _loopback(address):
+        typer.echo(
+            f"note: {address} is a loopback address: other hosts cannot reach it. Run the "
+            "manager with --listen 0.0.0.0:2377, and give --advertise-addr.",
+            err=True,
+        )
 
 
 def _save(host: str, api_token: str, tokens: dict[str, str]) -> Path:
@@ -211,6 +210,7 @@ def _ensure_manager(target: Target, discovery: str) -> None:
 
 
 @app.command("join")
+@reported
 def join(
     manager: Annotated[str, typer.Argument(metavar="MANAGER", help="HOST:PORT of a manager.")],
     token: Annotated[str, typer.Option("--token", envvar="SHOAL_JOIN_TOKEN", help="A join token.")],
@@ -244,6 +244,7 @@ def join(
 
 
 @app.command("join-token")
+@reported
 def join_token(
     role: Annotated[NodeRole, typer.Argument(help="worker or manager.")],
     rotate: Annotated[
@@ -294,6 +295,7 @@ def _remember(role: NodeRole, token: str, host: str) -> None:
 
 
 @app.command("leave")
+@reported
 def leave(
     force: Annotated[
         bool,
@@ -314,38 +316,38 @@ def leave(
     from controlplane.cli.node import DEFAULT_STATE_DIR
 
     directory = state_dir or DEFAULT_STATE_DIR
-    with errors_reported(debug):
-        try:
-            identity = load_identity(directory)
-        except IdentityError as exc:
-            raise CliError(str(exc)) from None
-        if identity is None:
-            raise CliError(f"this host is not in a cluster (no node identity in {directory})")
-        api = ManagerClient(resolve_target(host), debug=debug)
-        try:
-            api.delete(f"/nodes/{identity.node_id}", params={"force": "true"} if force else None)
-        except CliError as exc:
-            if "is up" in exc.message and not force:
-                raise CliError(
-                    f"node {identity.node_id} is still up: stop its agent first, or leave "
-                    "anyway with --force"
-                ) from None
-            if not force:
-                raise
-            typer.echo(f"warning: the node stays in the cluster's list: {exc.message}", err=True)
-        finally:
-            api.close()
-        try:
-            node_file(directory).unlink()
-        except OSError as exc:
-            raise CliError(f"cannot remove {node_file(directory)}: {exc.strerror}") from None
-        typer.echo(f"Node {identity.node_id} left the cluster.")
+    try:
+        identity = load_identity(directory)
+    except IdentityError as exc:
+        raise CliError(str(exc)) from None
+    if identity is None:
+        raise CliError(f"this host is not in a cluster (no node identity in {directory})")
+    api = ManagerClient(resolve_target(host), debug=debug)
+    try:
+        api.delete(f"/nodes/{identity.node_id}", params={"force": "true"} if force else None)
+    except CliError as exc:
+        if "is up" in exc.message and not force:
+            raise CliError(
+                f"node {identity.node_id} is still up: stop its agent first, or leave "
+                "anyway with --force"
+            ) from None
+        if not force:
+            raise
+        typer.echo(f"warning: the node stays in the cluster's list: {exc.message}", err=True)
+    finally:
+        api.close()
+    try:
+        node_file(directory).unlink()
+    except OSError as exc:
+        raise CliError(f"cannot remove {node_file(directory)}: {exc.strerror}") from None
+    typer.echo(f"Node {identity.node_id} left the cluster.")
 
 
 # --- info ---------------------------------------------------------------------------------
 
 
 @app.command("info")
+@reported
 def info(
     fmt: output.FormatOption = output.OutputFormat.TABLE,
     host: HostOption = None,

@@ -38,6 +38,8 @@ def duration(value: Any) -> float:
     text = value.strip()
     if text == "0":
         return 0.0
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        raise ValueError(f"{value!r} needs a unit: write {text}s for seconds")
     total = 0.0
     position = 0
     for match in _DURATION_PART.finditer(text):
