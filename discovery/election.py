@@ -93,7 +93,8 @@ class Leadership:
             return
         self.reason = reason
         self.lost.set()
-        log.warning("leadership of %s (term %d) lost: %s", self.key, self.token, reason)
+        level = logging.INFO if reason == "resigned" else logging.WARNING
+        log.log(level, "leadership of %s (term %d) lost: %s", self.key, self.token, reason)
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
