@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from controlplane import keys
 from controlplane.agent.backoff import Backoff
-from controlplane.agent.executor import Executor
+from controlplane.agent.executor import Executor, TaskWatch
 from controlplane.agent.heartbeat import Heartbeat
 from controlplane.agent.identity import (
     Identity,
@@ -66,9 +66,11 @@ class Agent:
         resync_interval: float = 10.0,
         concurrency: int = 16,
         hostname: str | None = None,
+        task_watch: TaskWatch | None = None,  # None: the store's; a fleet shares one
     ) -> None:
         if store is None and discovery is None:
             raise ValueError("an Agent needs a store or a discovery URL")
+        self._task_watch = task_watch
         self._runtime_source = runtime
         self.state_dir = state_dir
         self.advertise_addr = advertise_addr
@@ -145,6 +147,7 @@ class Agent:
             reporter=self.reporter,
             resync_interval=self._resync_interval,
             concurrency=self._concurrency,
+            task_watch=self._task_watch,
         )
         backoff = Backoff(first=0.2, cap=self.heartbeat_period)
         while True:

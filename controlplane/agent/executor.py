@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -67,6 +67,12 @@ _PROGRESS = {
 }
 #: Unit changes arriving within this window are observed together.
 CHANGE_BATCH_WINDOW = 0.02
+
+
+class TaskWatch(Protocol):
+    """Where the executor's task events come from: the store, or a fleet's shared watch."""
+
+    def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[Event]: ...
 
 
 def _cancelling() -> bool:
@@ -112,8 +118,10 @@ class Executor:
         resync_interval: float = 10.0,
         concurrency: int = 16,
         op_timeout: float = 10.0,
+        task_watch: TaskWatch | None = None,  # None: the store's own watch
     ) -> None:
         self._store = store
+        self._task_watch: TaskWatch = task_watch or store
         self._runtime = runtime
         self.node_id = node_id
         self.cluster_id = cluster_id
@@ -161,7 +169,7 @@ class Executor:
         backoff = Backoff(first=0.2, cap=5.0)
         while True:
             try:
-                async for event in self._store.watch(self._prefix, start_revision=start):
+                async for event in self._task_watch.watch(self._prefix, start_revision=start):
                     start = event.revision + 1
                     self._on_event(event)
                     backoff.reset()

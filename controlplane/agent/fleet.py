@@ -2,11 +2,12 @@
 
 `shoal agent --runtime hollow --hollow-nodes 1000` runs a thousand `Agent`s on one
 event loop and one store connection. Each is a full node as far as the cluster can
-tell: its own id (kept in `<state-dir>/hollow-<i>/`), lease, heartbeat, task watch and
+tell: its own id (kept in `<state-dir>/hollow-<i>/`), lease, heartbeat, task listing and
 status reports; only its runtime pretends. What makes that cheap: an idle node is a few
-sleeping coroutines (no thread of its own), renewals are spread by jitter, and
-registration runs a bounded number of nodes at a time so that a thousand nodes starting
-at once do not queue a thousand transactions on the store.
+sleeping coroutines (no thread of its own), renewals are spread by jitter, the nodes'
+task watches are served by one shared store watch (`shared_watch`: the file store polls
+per watch), and registration runs a bounded number of nodes at a time so that a
+thousand nodes starting at once do not queue a thousand transactions on the store.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from controlplane.agent.agent import Agent, RuntimeFactory
+from controlplane.agent.shared_watch import SharedTaskWatch
 from discovery import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class HollowFleet:
         self._resync_interval = resync_interval
         self._hostname_prefix = hostname_prefix
         self.agents: list[Agent] = []
+        self._watch: SharedTaskWatch | None = None
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
@@ -70,6 +73,7 @@ class HollowFleet:
             assert self._discovery is not None
             self._store = await open_store(self._discovery)
         store = self._store
+        self._watch = SharedTaskWatch(store)
         self.agents = [
             Agent(
                 runtime=self._runtime(index),
@@ -81,6 +85,7 @@ class HollowFleet:
                 heartbeat_period=self._heartbeat_period,
                 resync_interval=self._resync_interval,
                 hostname=f"{self._hostname_prefix}-{index}",
+                task_watch=self._watch,
             )
             for index in range(self.count)
         ]
@@ -110,6 +115,8 @@ class HollowFleet:
                     raise result
         finally:
             await asyncio.gather(*(agent.stop() for agent in self.agents))
+            if self._watch is not None:
+                await self._watch.close()
             if self._owns_store and self._store is not None:
                 await self._store.close()
 

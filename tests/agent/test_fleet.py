@@ -1,0 +1,105 @@
+"""Hollow mode in-process: many nodes on one store connection and one shared task watch.
+
+What a scale test relies on: every hollow node is a node to the cluster (its own key,
+its own tasks, its own statuses), a node never sees another node's tasks, and the
+shared watch loses no event, even for a node that subscribes after its listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from controlplane import keys
+from controlplane.agent.fleet import HollowFleet
+from controlplane.agent.runtime_factory import RuntimeOptions, runtime_factory
+from controlplane.agent.shared_watch import SharedTaskWatch
+from controlplane.models.task import TaskState
+from discovery import Event, RevisionCompacted, Store, open_store
+from tests.agent.conftest import eventually, make_task, put_task, state_is
+
+
+@pytest.fixture
+async def plain_store(memory_url: str) -> AsyncIterator[Store]:
+    store = await open_store(memory_url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def first_events(watch: AsyncIterator[Event], count: int) -> list[Event]:
+    events: list[Event] = []
+    async with asyncio.timeout(5.0):
+        async for event in watch:
+            events.append(event)
+            if len(events) == count:
+                break
+    return events
+
+
+async def test_shared_watch_routes_each_nodes_events_and_replays_recent_ones(
+    plain_store: Store,
+) -> None:
+    shared = SharedTaskWatch(plain_store, history=3)
+    start = (await plain_store.list(keys.TASKS)).revision + 1
+    first = shared.watch(keys.node_tasks("n1"), start_revision=start)
+    first_seen = asyncio.create_task(first_events(first, 2))
+    await asyncio.sleep(0.05)
+    await plain_store.put(keys.task("n1", "a"), b"1")
+    late_start = (await plain_store.list(keys.TASKS)).revision + 1
+    await plain_store.put(keys.task("n2", "b"), b"2")  # before n2 subscribes
+    await plain_store.put(keys.task("n1", "c"), b"3")
+    assert [e.key for e in await first_seen] == ["tasks/n1/a", "tasks/n1/c"]
+
+    late = shared.watch(keys.node_tasks("n2"), start_revision=late_start)
+    assert [e.key for e in await first_events(late, 1)] == ["tasks/n2/b"]
+
+    for i in range(4):  # push the early revisions out of the 3-event history
+        await plain_store.put(keys.task("n3", f"x{i}"), b"x")
+    await asyncio.sleep(0.05)
+    with pytest.raises(RevisionCompacted):
+        await first_events(shared.watch(keys.node_tasks("n2"), start_revision=late_start), 1)
+    await shared.close()
+
+
+async def test_fleet_of_50_nodes_runs_each_nodes_tasks(plain_store: Store, tmp_path: Path) -> None:
+    state_dir = tmp_path / "fleet"
+
+    fleet = HollowFleet(
+        count=50,
+        state_dir=state_dir,
+        advertise_addr="127.0.0.8",
+        runtime=lambda index: runtime_factory(
+            RuntimeOptions(name="hollow", advertise_addr="127.0.0.8", state_dir=state_dir)
+        ),
+        store=plain_store,
+        heartbeat_period=0.5,
+    )
+    running = asyncio.create_task(fleet.run())
+    try:
+
+        async def all_up() -> bool:
+            if running.done():
+                running.result()
+            return len((await plain_store.list(keys.NODES)).items) == 50
+
+        await eventually(all_up, within=10.0, what="50 nodes registered")
+        assert len({agent.node_id for agent in fleet.agents}) == 50
+        assert (state_dir / "hollow-49" / "node.json").exists()
+        tasks = [make_task(fleet.agents[i].node_id) for i in (3, 7, 7, 42)]
+        for task in tasks:
+            await put_task(plain_store, task)
+        for task in tasks:
+            await eventually(lambda t=task: state_is(plain_store, t.id, TaskState.RUNNING))
+        for index, agent in enumerate(fleet.agents):
+            assert agent.runtime is not None
+            mine = {t.id for t in tasks if t.node_id == agent.node_id}
+            assert {u.task_id for u in await agent.runtime.observe()} == mine, index
+    finally:
+        await fleet.stop()
+        await running
+    assert (await plain_store.list(keys.NODES)).items == []
