@@ -17,10 +17,15 @@ def test_durations(text: str, seconds: float) -> None:
     assert units.duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["10", "10x", "s", "", "-5s", "1m 30s"])
+@pytest.mark.parametrize("text", ["10x", "s", "", "-5s", "1m 30s"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         units.duration(text)
+
+
+def test_a_bare_number_is_asked_for_its_unit() -> None:
+    with pytest.raises(ValueError, match="'10' needs a unit: write 10s for seconds"):
+        units.duration("10")
 
 
 @pytest.mark.parametrize(
