@@ -182,6 +182,21 @@ class ManagerClient:
         return detail or f"HTTP {code} {response.reason_phrase}"
 
 
+def completion_get(path: str, **params: str) -> Any:
+    """A quiet read for shell completion: the manager's answer, or None on any failure
+    (a completion must never print an error or hang the shell)."""
+    try:
+        client = ManagerClient(resolve_target(os.environ.get(HOST_ENV)), timeout=2.0)
+    except CliError:
+        return None
+    try:
+        return client.get(path, params=params or None)
+    except CliError:
+        return None
+    finally:
+        client.close()
+
+
 def _detail(response: httpx.Response) -> str:
     """The API's `detail`: a sentence, or for a 422 one `field: message` per refusal."""
     try:

@@ -15,7 +15,14 @@ from typing import Annotated, Any
 import typer
 
 from controlplane.cli import output
-from controlplane.cli.client import CliError, DebugOption, HostOption, reported, session
+from controlplane.cli.client import (
+    CliError,
+    DebugOption,
+    HostOption,
+    completion_get,
+    reported,
+    session,
+)
 from controlplane.models import Availability, NodeRole
 from scheduler.units import format_bytes, format_cpus
 
@@ -28,8 +35,20 @@ app = typer.Typer(
 DEFAULT_STATE_DIR = Path("/var/lib/shoal/agent")  # the agent's default (`shoal agent --help`)
 HEADERS = ("ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION")
 
+
+def complete_nodes(incomplete: str) -> list[str]:
+    """Node hostnames and ids for the shell, asked from the manager."""
+    names = []
+    for node in completion_get("/nodes") or []:
+        names += [node["hostname"], node["id"]] if node.get("hostname") else [node["id"]]
+    return [name for name in names if name.startswith(incomplete)]
+
+
 NodeRefs = Annotated[
-    list[str], typer.Argument(metavar="NODE...", help="Node ids, prefixes or hostnames.")
+    list[str],
+    typer.Argument(
+        metavar="NODE...", help="Node ids, prefixes or hostnames.", autocompletion=complete_nodes
+    ),
 ]
 
 
@@ -149,7 +168,12 @@ def parse_labels(items: list[str], *, option: str) -> dict[str, str]:
 @app.command("update")
 @reported
 def update_node(
-    node: Annotated[str, typer.Argument(metavar="NODE", help="Node id, prefix or hostname.")],
+    node: Annotated[
+        str,
+        typer.Argument(
+            metavar="NODE", help="Node id, prefix or hostname.", autocompletion=complete_nodes
+        ),
+    ],
     availability: Annotated[
         Availability | None,
         typer.Option(

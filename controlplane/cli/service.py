@@ -31,6 +31,7 @@ from controlplane.cli.client import (
     DebugOption,
     HostOption,
     ManagerClient,
+    completion_get,
     reported,
     session,
 )
@@ -51,6 +52,29 @@ from scheduler.units import format_bytes
 T = TypeVar("T")
 
 app = typer.Typer(name="service", help="Manage services.", no_args_is_help=True)
+
+# --- shell completion -------------------------------------------------------------------
+
+
+def complete_services(incomplete: str) -> list[str]:
+    """Service names for the shell, asked from the manager (nothing if it is away)."""
+    found = completion_get("/services") or []
+    return [s["name"] for s in found if s["name"].startswith(incomplete)]
+
+
+def complete_scale(incomplete: str) -> list[str]:
+    """`web=` for `service scale`: the name, waiting for its count."""
+    return [f"{name}=" for name in complete_services(incomplete.split("=", 1)[0])]
+
+
+ServiceRef = Annotated[
+    str,
+    typer.Argument(metavar="SERVICE", help="Name or id.", autocompletion=complete_services),
+]
+ServiceRefs = Annotated[
+    list[str],
+    typer.Argument(metavar="SERVICE...", help="Names or ids.", autocompletion=complete_services),
+]
 
 # --- options shared by create and update ----------------------------------------------
 
@@ -424,7 +448,7 @@ def default_name(image: str) -> str:
 @app.command("update")
 @reported
 def update(
-    service: Annotated[str, typer.Argument(metavar="SERVICE", help="Name or id.")],
+    service: ServiceRef,
     image: Annotated[str | None, typer.Option("--image", help="A new image.")] = None,
     args: Annotated[
         str | None,
@@ -607,7 +631,10 @@ def _port_named(port: dict[str, Any], names: list[str]) -> bool:
 @reported
 def scale(
     targets: Annotated[
-        list[str], typer.Argument(metavar="SERVICE=REPLICAS...", help="e.g. web=5.")
+        list[str],
+        typer.Argument(
+            metavar="SERVICE=REPLICAS...", help="e.g. web=5.", autocompletion=complete_scale
+        ),
     ],
     detach: Detach = False,
     host: HostOption = None,
@@ -641,7 +668,7 @@ def scale(
 @app.command("rollback")
 @reported
 def rollback(
-    service: Annotated[str, typer.Argument(metavar="SERVICE", help="Name or id.")],
+    service: ServiceRef,
     detach: Detach = False,
     quiet: Quiet = False,
     host: HostOption = None,
@@ -658,7 +685,7 @@ def rollback(
 @app.command("rm")
 @reported
 def remove(
-    services: Annotated[list[str], typer.Argument(metavar="SERVICE...", help="Names or ids.")],
+    services: ServiceRefs,
     host: HostOption = None,
     debug: DebugOption = False,
 ) -> None:
@@ -687,7 +714,7 @@ def remove_services(api: ManagerClient, names: list[str], *, echo: bool = True) 
 @app.command("logs")
 @reported
 def logs(
-    service: Annotated[str, typer.Argument(metavar="SERVICE", help="Name or id.")],
+    service: ServiceRef,
     host: HostOption = None,
     debug: DebugOption = False,
 ) -> None:
@@ -864,7 +891,7 @@ def task_query(filters: list[str]) -> dict[str, str]:
 @app.command("ps")
 @reported
 def list_tasks(
-    services: Annotated[list[str], typer.Argument(metavar="SERVICE...", help="Names or ids.")],
+    services: ServiceRefs,
     filters: FilterOption = [],  # noqa: B006
     quiet: output.QuietOption = False,
     fmt: output.FormatOption = output.OutputFormat.TABLE,
@@ -885,7 +912,7 @@ def list_tasks(
 @app.command("inspect")
 @reported
 def inspect(
-    services: Annotated[list[str], typer.Argument(metavar="SERVICE...", help="Names or ids.")],
+    services: ServiceRefs,
     pretty: Annotated[bool, typer.Option("--pretty", help="Human-readable, not JSON.")] = False,
     host: HostOption = None,
     debug: DebugOption = False,

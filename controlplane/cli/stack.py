@@ -32,6 +32,7 @@ from controlplane.cli.client import (
     DebugOption,
     HostOption,
     ManagerClient,
+    completion_get,
     reported,
     session,
 )
@@ -51,7 +52,16 @@ app = typer.Typer(
     name="stack", help="Deploy and manage stacks (compose files).", no_args_is_help=True
 )
 
-StackName = Annotated[str, typer.Argument(metavar="STACK", help="The stack's name.")]
+
+def complete_stacks(incomplete: str) -> list[str]:
+    """Stack names for the shell, asked from the manager."""
+    stacks = {s["spec"].get("stack") for s in completion_get("/services") or []}
+    return sorted(name for name in stacks if name and name.startswith(incomplete))
+
+
+StackName = Annotated[
+    str, typer.Argument(metavar="STACK", help="The stack's name.", autocompletion=complete_stacks)
+]
 
 
 def stack_services(api: ManagerClient, stack: str) -> list[dict[str, Any]]:
@@ -208,7 +218,10 @@ def list_stack_tasks(
 @app.command("rm")
 @reported
 def remove_stacks(
-    stacks: Annotated[list[str], typer.Argument(metavar="STACK...", help="Stack names.")],
+    stacks: Annotated[
+        list[str],
+        typer.Argument(metavar="STACK...", help="Stack names.", autocompletion=complete_stacks),
+    ],
     host: HostOption = None,
     debug: DebugOption = False,
 ) -> None:
