@@ -298,7 +298,10 @@ class Executor:
     async def _observe(self, task_ids: set[str]) -> None:
         generations = {tid: slot.generation for tid, slot in self._slots.items()}
         units = await self._units()
-        if units is None:
+        if units is None:  # the runtime did not answer: ask again shortly
+            await asyncio.sleep(1.0)
+            self._changed |= task_ids
+            self._changed_event.set()
             return
         for task_id in task_ids:
             unit = units.get(task_id)

@@ -42,6 +42,7 @@ from tests.agent.conftest import (
 from tests.harness.process import free_port
 
 HEARTBEAT = 1.0  # seconds: TTL 3 s
+SLACK = 15.0  # seconds a real agent process gets to act (CI machines are small and busy)
 
 
 @pytest.fixture
@@ -166,10 +167,14 @@ async def test_process_tasks_run_exit_stop_and_survive_an_agent_restart(
     try:
         for task in [*sleepers, failing]:
             await put_task(store, task)
-        failed = await eventually(lambda: state_is(store, failing.id, TaskState.FAILED))
+        failed = await eventually(
+            lambda: state_is(store, failing.id, TaskState.FAILED), within=SLACK
+        )
         assert failed.exit_code == 3
         for task in sleepers:
-            status = await eventually(lambda t=task: state_is(store, t.id, TaskState.RUNNING))
+            status = await eventually(
+                lambda t=task: state_is(store, t.id, TaskState.RUNNING), within=SLACK
+            )
             pids.append(int(status.container_id))
 
         agent.proc.send_signal(signal.SIGTERM)
@@ -188,14 +193,14 @@ async def test_process_tasks_run_exit_stop_and_survive_an_agent_restart(
 
         # statuses resume: the adopted units still answer to the store
         await set_desired(store, sleepers[0], DesiredState.SHUTDOWN)
-        await eventually(lambda: state_is(store, sleepers[0].id, TaskState.SHUTDOWN))
+        await eventually(lambda: state_is(store, sleepers[0].id, TaskState.SHUTDOWN), within=SLACK)
         assert not alive(pids[0])
         await store.delete(keys.task(node_id, sleepers[1].id))
 
         async def removed() -> bool:
             return not alive(pids[1]) and await status_of(store, sleepers[1].id) is None
 
-        await eventually(removed, what="deleted task's process gone")
+        await eventually(removed, within=SLACK, what="deleted task's process gone")
         assert all(alive(pid) for pid in pids[2:])
     finally:
         for pid in pids:
