@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from controlplane import keys
 from controlplane.agent.identity import Identity, load_identity, node_file, save_identity
+from controlplane.models import NodeSpec
+from discovery import Compare, Put, open_store
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +63,14 @@ async def joined_identity(
     token: str,
     hostname: str,
     addr: str,
+    labels: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,  # None except in tests
 ) -> Identity:
-    """The identity saved in `state_dir`, joining through `manager` first if there is none."""
+    """The identity saved in `state_dir`, joining through `manager` first if there is none.
+
+    The manager writes the new node's spec without labels; `labels` (the operator's
+    `--label`s) are added to it here, once, right after the join that created it.
+    """
     saved = await asyncio.to_thread(load_identity, state_dir)
     if saved is not None and saved.discovery:
         log.info(
@@ -77,9 +86,27 @@ async def joined_identity(
     identity = Identity(
         node_id=grant.node_id, cluster_id=grant.cluster_id, discovery=grant.discovery
     )
+    if labels:
+        await _label_new_node(grant.discovery, grant.node_id, labels)
     await asyncio.to_thread(save_identity, state_dir, identity)
     log.info("joined cluster %s as node %s (%s)", grant.cluster_id, grant.node_id, grant.role)
     return identity
+
+
+async def _label_new_node(discovery: str, node_id: str, labels: Mapping[str, str]) -> None:
+    """Set `labels` on the spec the join just wrote, unless someone labelled it already."""
+    key = keys.node_spec(node_id)
+    async with await open_store(discovery) as store:
+        kv = await store.get(key)
+        if kv is None:
+            return  # the agent creates the spec itself, with the labels, at registration
+        spec = NodeSpec.load(kv.value)
+        if spec.labels:
+            return
+        spec.labels = dict(labels)
+        result = await store.txn([Compare(key, kv.mod_revision)], [Put(key, spec.dump())])
+        if not result.succeeded:
+            log.info("node %s was relabelled meanwhile; keeping those labels", node_id)
 
 
 async def join_cluster(

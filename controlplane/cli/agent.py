@@ -280,6 +280,7 @@ async def _discovery_url(settings: AgentSettings) -> str:
                     token=settings.token or "",
                     hostname=socket.gethostname(),
                     addr=settings.advertise_addr,
+                    labels=settings.labels,
                 )
 
         identities = await asyncio.gather(*(join_one(d) for d in dirs))

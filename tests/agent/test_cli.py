@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from controlplane import keys
 from controlplane.agent.identity import load_identity
 from controlplane.cli.app import app
-from controlplane.models import Task, TaskSpec
+from controlplane.models import NodeSpec, Task, TaskSpec
 from controlplane.models.task import DesiredState, TaskState
 from discovery import Store, open_store
 from tests.agent.conftest import (
@@ -313,3 +313,36 @@ def test_bad_options_are_one_line_errors(
     assert result.exit_code == code, result.output
     assert says in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+async def test_join_through_a_real_manager_with_labels(
+    store: Store, file_url: str, spawn: Spawner, tmp_path: Path
+) -> None:
+    from tests.manager.conftest import ManagerProcess
+
+    manager = ManagerProcess(
+        name="m1", discovery=file_url, log_dir=tmp_path / "logs", lease_ttl=2.0
+    )
+    await asyncio.to_thread(manager.start)
+    try:
+        status, init = await asyncio.to_thread(manager.call, "POST", "/swarm/init")
+        assert status in (200, 201), init
+        state_dir = tmp_path / "joined"
+        args = ["--join", manager.url, "--token", init["join_tokens"]["worker"]]
+        args += ["--runtime", "hollow", "--state-dir", str(state_dir), "--heartbeat", "1s"]
+        args += ["--advertise-addr", "127.0.0.10", "--label", "zone=b", "--label", "disk=ssd"]
+        agent = spawn(*args)
+        info = await registered(store, state_dir, agent)
+        identity = load_identity(state_dir)
+        assert identity is not None
+        assert identity.cluster_id == init["cluster_id"]
+        kv = await store.get(keys.node_spec(info.id))
+        assert kv is not None
+        assert NodeSpec.load(kv.value).labels == {"zone": "b", "disk": "ssd"}
+        status, nodes = await asyncio.to_thread(
+            manager.call, "GET", "/nodes", token=init["api_token"]
+        )
+        assert status == 200, nodes
+        assert info.id in json.dumps(nodes)
+    finally:
+        await asyncio.to_thread(manager.stop)
