@@ -396,10 +396,11 @@ class Executor:
         reported = slot.reported
         if reported is not None and reported.state.terminal:
             return  # final: never restarted here
-        if unit is not None:
+        if unit is not None and unit.state is not TaskState.STARTING:
             await self._report_unit(slot, unit)
             return
-        if reported is not None and reported.state is TaskState.RUNNING:
+        # no unit, or one that never finished starting (an agent killed mid-start): ensure
+        if unit is None and reported is not None and reported.state is TaskState.RUNNING:
             if missing:
                 await self._report(
                     slot,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -74,6 +75,11 @@ class FakeRuntime(Runtime):
 
     async def ensure(self, task: Task) -> Observed:
         unit = self.units.get(task.id)
+        if unit is not None and unit.state is TaskState.STARTING:  # created, never started
+            unit = self.units[task.id] = dataclasses.replace(
+                unit, state=TaskState.RUNNING, started_at=time.time()
+            )
+            self._publish(task.id)
         if unit is not None:
             return unit
         if task.spec.image == REJECTED_IMAGE:
@@ -132,11 +138,13 @@ class FakeRuntime(Runtime):
         self._publish(task_id)
         return ended
 
-    def add_unit(self, task_id: str, *, cluster_id: str) -> None:
-        """A unit this agent did not start (a leftover, or another cluster's)."""
+    def add_unit(
+        self, task_id: str, *, cluster_id: str, state: TaskState = TaskState.RUNNING
+    ) -> None:
+        """A unit this agent did not start (a leftover, another cluster's, a half-made one)."""
         self.units[task_id] = Observed(
             task_id=task_id,
-            state=TaskState.RUNNING,
+            state=state,
             container_id=f"c{next(_ids):06d}",
             cluster_id=cluster_id,
         )

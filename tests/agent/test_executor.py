@@ -10,8 +10,10 @@ while the store is down is delivered when it returns.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from controlplane import keys
+from controlplane.agent.identity import Identity, save_identity
 from controlplane.models import TaskStatus
 from controlplane.models.task import DesiredState, TaskState
 from discovery import EventType
@@ -224,3 +226,20 @@ async def test_watch_compaction_lists_again_and_catches_up(
 
     await eventually(caught_up, what="deleted task removed and new task started")
     assert not agent_store.compact_next_watch  # the compacted path was taken
+
+
+async def test_a_unit_that_never_finished_starting_is_started_not_recreated(
+    agent_store: FlakyStore, agents: AgentRunner, fake_runtime: FakeRuntime, tmp_path: Path
+) -> None:
+    node_id = "half-started-node"
+    save_identity(
+        tmp_path / "agent", Identity(node_id=node_id, cluster_id=CLUSTER_ID, discovery="")
+    )
+    task = make_task(node_id)
+    await put_task(agent_store, task)
+    fake_runtime.add_unit(task.id, cluster_id=CLUSTER_ID, state=TaskState.STARTING)
+    created = fake_runtime.units[task.id].container_id
+    await agents.start(agents.agent(fake_runtime))
+    running = await eventually(lambda: state_is(agent_store, task.id, TaskState.RUNNING))
+    assert running.container_id == created
+    assert fake_runtime.starts == []  # nothing new was created
