@@ -1012,6 +1012,8 @@ POLL_SECONDS = float(os.environ.get("SHOAL_POLL_SECONDS", "0.5"))
 GLOBAL_GRACE_SECONDS = 5.0
 ACTIVE_STATES = ("updating", "rolling back")
 PAUSED_STATES = ("paused", "rollback paused")
+#: Observed states of a task whose container may still run.
+STOPPABLE = ("preparing", "starting", "running")
 
 
 @dataclass
@@ -1064,8 +1066,9 @@ def assess(
     """How far one service is from its desired state. Pure, apart from `watch` notes.
 
     The change is done when the leader has acted on it (a task of the new version
-    exists, or an update was seen running), no update is in progress, and exactly the
-    desired number of tasks is desired-running and running. A paused update is a
+    exists, or an update was seen running), no update is in progress, exactly the
+    desired number of tasks is desired-running and running, and no task told to stop
+    still runs (so after `scale web=0` nothing of web runs). A paused update is a
     failure, as is an update the leader rolled back on its own.
     """
     spec = service["spec"]
@@ -1092,7 +1095,11 @@ def assess(
     if watch.acknowledged and state in PAUSED_STATES:
         result.failure = service.get("update_message") or f"the update is {state}"
         return result
-    settled = state not in ACTIVE_STATES and len(live) == desired and running == desired
+    # tasks told to stop that still run: a scale-down or a replaced task is not done yet
+    stopping = [t for t in tasks if t["desired_state"] != "running" and t["state"] in STOPPABLE]
+    settled = (
+        state not in ACTIVE_STATES and len(live) == desired and running == desired and not stopping
+    )
     if global_mode and not live and not watch.acknowledged:
         settled = now - watch.started >= GLOBAL_GRACE_SECONDS  # no eligible node, it seems
     elif watch.moves_tasks and desired > 0 and not watch.acknowledged:

@@ -71,7 +71,10 @@ def test_scaling_down_waits_for_the_extra_tasks_to_go() -> None:
     assert not result.done
     assert result.summary == "web: overall progress: 2 out of 2 tasks"  # never "5 out of 2"
     stopping = [task(1), task(2)] + [task(s, desired="shutdown") for s in (3, 4, 5)]
-    assert assess(watch, scaled, stopping, now=2.0).done
+    assert not assess(watch, scaled, stopping, now=2.0).done  # told to stop, still running
+    stopped = [task(1), task(2)]
+    stopped += [task(s, desired="shutdown", state="shutdown") for s in (3, 4, 5)]
+    assert assess(watch, scaled, stopped, now=3.0).done
 
 
 def test_an_image_update_is_not_done_before_the_leader_acts() -> None:
