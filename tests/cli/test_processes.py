@@ -291,3 +291,23 @@ def test_swarm_join_runs_an_agent_that_joins(real: RealCluster, tmp_path: Path) 
     finally:
         joined.stop()
     assert (tmp_path / "joined" / "node.json").exists()
+
+
+def test_init_with_discovery_starts_a_manager_when_none_answers(tmp_path: Path) -> None:
+    port = free_port()
+    result = shoal(
+        "swarm", "init", "--discovery", f"file://{tmp_path}/store", "--host", f"127.0.0.1:{port}",
+        env={"PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    started = result.stdout.splitlines()[0]
+    pid = int(started.split("(pid ")[1].split(")")[0])
+    try:
+        assert result.exit_code == 0, result.output
+        assert started.startswith(f"Started a manager (pid {pid}) at http://127.0.0.1:{port}")
+        assert "Cluster " in result.stdout
+        assert shoal("node", "ls").exit_code == 0  # the saved host and token reach it
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while port_open("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.1)
