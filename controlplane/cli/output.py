@@ -7,6 +7,10 @@ docker does), so scripts read the same fields as the REST API documents. `-q` pr
 one id per line and nothing else.
 
 Times are shown as ages ("Running 5 minutes ago"), in the words docker uses for ages.
+
+Progress (`ProgressDisplay`) goes to stderr, so that stdout stays the command's result
+(an id, a name) for scripts: redrawn in place on a terminal, one line per change when
+piped to a file or a CI log.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import json
 import time
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import typer
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
 
 COLUMN_GAP = 3
 
@@ -117,3 +124,61 @@ def truncate(text: str, limit: int, *, no_trunc: bool = False) -> str:
 
 def count(number: int, singular: str, plural: str | None = None) -> str:
     return f"{number} {singular if number == 1 else plural or singular + 's'}"
+
+
+# --- progress ---------------------------------------------------------------------------
+
+
+class Progress(Protocol):
+    """One service's progress, as `service.assess` reports it."""
+
+    @property
+    def summary(self) -> str: ...
+
+    @property
+    def desired(self) -> int: ...
+
+    @property
+    def slots(self) -> list[tuple[str, str, str]]: ...
+
+
+class ProgressDisplay:
+    """Progress on stderr: redrawn in place on a terminal, a line per change otherwise."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self.console = Console(stderr=True, highlight=False)
+        self.live: Live | None = None
+        self.last: list[str] = []
+
+    def show(self, results: Sequence[Progress]) -> None:
+        if self.quiet:
+            return
+        if self.console.is_terminal:
+            lines: list[str] = []
+            for result in results:
+                lines.append(result.summary.split("; ")[0])
+                total = max(result.desired, len(result.slots))
+                for label, state, note in result.slots:
+                    where = f"{label}/{total}" if label.isdigit() else label[:12]
+                    lines.append(f"  {where}: {state}" + (f"  {note}" if note else ""))
+            text = Text("\n".join(lines))
+            if self.live is None:
+                self.live = Live(text, console=self.console, auto_refresh=False, transient=False)
+                self.live.start()
+            self.live.update(text, refresh=True)
+            return
+        summaries = [result.summary for result in results]
+        for summary in summaries:
+            if summary not in self.last:
+                self.console.print(summary, soft_wrap=True)
+        self.last = summaries
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def converged(self) -> None:
+        if not self.quiet:
+            self.console.print("verify: converged", soft_wrap=True)

@@ -21,9 +21,6 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
 from controlplane.cli import output
 from controlplane.cli.client import (
@@ -1118,7 +1115,7 @@ def wait_converged(api: ManagerClient, versions: dict[str, int], *, quiet: bool 
     """Poll until every service converged, showing progress on stderr; Ctrl-C stops
     the waiting only. Raises `CliError` when an update pauses or is rolled back."""
     watches = [Watch(name=name, version=version) for name, version in versions.items()]
-    display = _ProgressDisplay(quiet=quiet)
+    display = output.ProgressDisplay(quiet=quiet)
     finished: dict[str, Convergence] = {}
     try:
         while True:
@@ -1150,45 +1147,3 @@ def wait_converged(api: ManagerClient, versions: dict[str, int], *, quiet: bool 
     if failures:
         raise CliError("\n".join(failures))
     display.converged()
-
-
-class _ProgressDisplay:
-    """Progress on stderr: redrawn in place on a terminal, a line per change otherwise."""
-
-    def __init__(self, *, quiet: bool) -> None:
-        self.quiet = quiet
-        self.console = Console(stderr=True, highlight=False)
-        self.live: Live | None = None
-        self.last: list[str] = []
-
-    def show(self, results: list[Convergence]) -> None:
-        if self.quiet:
-            return
-        if self.console.is_terminal:
-            lines: list[str] = []
-            for result in results:
-                lines.append(result.summary.split("; ")[0])
-                total = max(result.desired, len(result.slots))
-                for label, state, note in result.slots:
-                    where = f"{label}/{total}" if label.isdigit() else label[:12]
-                    lines.append(f"  {where}: {state}" + (f"  {note}" if note else ""))
-            text = Text("\n".join(lines))
-            if self.live is None:
-                self.live = Live(text, console=self.console, auto_refresh=False, transient=False)
-                self.live.start()
-            self.live.update(text, refresh=True)
-            return
-        summaries = [result.summary for result in results]
-        for summary in summaries:
-            if summary not in self.last:
-                self.console.print(summary, soft_wrap=True)
-        self.last = summaries
-
-    def close(self) -> None:
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
-
-    def converged(self) -> None:
-        if not self.quiet:
-            self.console.print("verify: converged", soft_wrap=True)
