@@ -17,8 +17,9 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -89,6 +90,7 @@ class Agent:
         self.executor: Executor | None = None
         self.reporter: StatusReporter | None = None
         self._stopping = asyncio.Event()
+        self._running = False
         self._closed = False
 
     @property
@@ -166,9 +168,15 @@ class Agent:
         )
 
     async def run(self) -> None:
-        """Start if needed, then heartbeat, run tasks and report until `stop()`."""
+        """Start if needed, then heartbeat, run tasks and report until `stop()`.
+
+        `stop()` also ends a start that is still waiting (for the store, or for a
+        previous incarnation's key to expire).
+        """
+        self._running = True
         try:
-            await self.start()
+            if not await self._until_stopped(self.start()):
+                return
             heartbeat, executor, reporter = self._parts()
             loops = [
                 asyncio.create_task(heartbeat.run(), name="heartbeat"),
@@ -185,12 +193,29 @@ class Agent:
                     task.cancel()
                 await asyncio.gather(*loops, stopping, return_exceptions=True)
             for task in done:
-                if task is not stopping and not task.cancelled() and task.exception():
-                    raise AgentError(f"the agent's {task.get_name()} loop failed") from (
-                        task.exception()
+                error = None if task is stopping or task.cancelled() else task.exception()
+                if error is not None:
+                    raise AgentError(f"the agent's {task.get_name()} loop failed: {error}") from (
+                        error
                     )
         finally:
             await self._close()
+
+    async def _until_stopped(self, step: Coroutine[Any, Any, None]) -> bool:
+        """Run `step` unless `stop()` comes first; True when it completed."""
+        stepping = asyncio.create_task(step)
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait([stepping, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not stepping.done():
+                stepping.cancel()
+            await asyncio.gather(stepping, stopping, return_exceptions=True)
+        if stepping.cancelled():
+            return False
+        stepping.result()  # raises what the step raised
+        return True
 
     def _parts(self) -> tuple[Heartbeat, Executor, StatusReporter]:
         if self.heartbeat is None or self.executor is None or self.reporter is None:
@@ -203,6 +228,8 @@ class Agent:
         if self.heartbeat is not None:
             # revoke before anything else: the loops wind down after the keys are gone
             await self.heartbeat.stop()
+        if not self._running:  # started (or not) without run(): nothing else will close
+            await self._close()
 
     async def _close(self) -> None:
         if self._closed:

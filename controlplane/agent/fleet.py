@@ -101,7 +101,15 @@ class HollowFleet:
     async def run(self) -> None:
         """Start every node, then run them all until `stop()` (or one fails)."""
         try:
-            await self.start()
+            starting = asyncio.create_task(self.start())
+            stopping = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():  # stopped while nodes were still registering
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                return
+            stopping.cancel()
+            starting.result()
             runs = [asyncio.create_task(agent.run()) for agent in self.agents]
             stopping = asyncio.create_task(self._stopping.wait())
             try:

@@ -189,6 +189,9 @@ def agent(
     )
     try:
         asyncio.run(serve(settings))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        typer.echo("shoal agent: interrupted before the node registered", err=True)
+        raise typer.Exit(130) from None
     except (
         NodeIdConflict,
         AgentError,
@@ -209,10 +212,34 @@ def _default_addr() -> str:
 
 async def serve(settings: AgentSettings) -> None:
     """Join if asked, then run one agent (or a hollow fleet) until SIGTERM or SIGINT."""
-    discovery = settings.discovery or await _discovery_url(settings)
-    target: Agent | HollowFleet
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    targets: list[Agent | HollowFleet] = []
+    stopping: list[asyncio.Task[None]] = []
+
+    def on_signal() -> None:
+        if not targets:  # still joining: nothing registered, nothing to revoke
+            if main is not None:
+                main.cancel()
+        elif not stopping:  # later signals: stopping is bounded and already under way
+            stopping.append(loop.create_task(targets[0].stop()))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        discovery = settings.discovery or await _discovery_url(settings)
+        targets.append(_target(settings, discovery))
+        await targets[0].run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if stopping:
+            await asyncio.gather(*stopping, return_exceptions=True)
+
+
+def _target(settings: AgentSettings, discovery: str) -> Agent | HollowFleet:
     if settings.hollow_nodes > 1:
-        target = HollowFleet(
+        return HollowFleet(
             count=settings.hollow_nodes,
             state_dir=settings.state_dir,
             advertise_addr=settings.advertise_addr,
@@ -222,31 +249,14 @@ async def serve(settings: AgentSettings) -> None:
             heartbeat_period=settings.heartbeat,
             hostname_prefix=f"{socket.gethostname()}-hollow",
         )
-    else:
-        target = Agent(
-            runtime=runtime_factory(settings.runtime),
-            state_dir=settings.state_dir,
-            advertise_addr=settings.advertise_addr,
-            discovery=discovery,
-            labels=settings.labels,
-            heartbeat_period=settings.heartbeat,
-        )
-    loop = asyncio.get_running_loop()
-    stopping: list[asyncio.Task[None]] = []
-
-    def on_signal() -> None:
-        if not stopping:  # later signals: stopping is bounded, it is already under way
-            stopping.append(loop.create_task(target.stop()))
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        await target.run()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        if stopping:
-            await asyncio.gather(*stopping, return_exceptions=True)
+    return Agent(
+        runtime=runtime_factory(settings.runtime),
+        state_dir=settings.state_dir,
+        advertise_addr=settings.advertise_addr,
+        discovery=discovery,
+        labels=settings.labels,
+        heartbeat_period=settings.heartbeat,
+    )
 
 
 def _hollow_options(settings: AgentSettings, index: int) -> RuntimeOptions:

@@ -114,6 +114,23 @@ async def test_copied_state_dir_exits_non_zero_naming_the_conflict(
     assert first.proc.poll() is None  # the rightful owner carries on
 
 
+async def test_sigterm_ends_an_agent_still_waiting_for_its_node_id(
+    store: Store, file_url: str, spawn: Spawner, tmp_path: Path
+) -> None:
+    original = tmp_path / "original"
+    await registered(store, original, spawn(*agent_args(file_url, original)))
+    copy = tmp_path / "copied"
+    shutil.copytree(original, copy)
+    waiting = spawn(*agent_args(file_url, copy, addr="127.0.0.3"), name="waiting")
+
+    async def says_waiting() -> bool:
+        return "waiting up to" in waiting.output()
+
+    await eventually(says_waiting, within=SLACK, what="the second agent waiting")
+    waiting.proc.send_signal(signal.SIGTERM)
+    assert await waiting.exited(within=2.0) == 0
+
+
 async def test_hollow_mode_registers_200_nodes_from_one_process(
     store: Store, file_url: str, spawn: Spawner, tmp_path: Path
 ) -> None:
