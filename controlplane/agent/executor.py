@@ -272,6 +272,7 @@ class Executor:
         elif slot.task == task and task is not None:
             return
         slot.task = task
+        slot.removed = False  # written again while its removal was under way
         self._mark(slot)
 
     async def _load_reported(self) -> None:
