@@ -101,13 +101,18 @@ def agent(
         help="Join once through this manager (HOST:PORT); needs --token.",
     ),
     token: str | None = typer.Option(
-        None, "--token", envvar="SHOAL_JOIN_TOKEN", help="The worker join token."
+        None,
+        "--token",
+        envvar="SHOAL_JOIN_TOKEN",
+        metavar="TOKEN",
+        help="The worker join token.",
     ),
     advertise_addr: str | None = typer.Option(
         None,
         "--advertise-addr",
         envvar="SHOAL_ADVERTISE_ADDR",
-        help="The address others reach this node at [default: first non-loopback address].",
+        metavar="ADDR",
+        help="The address others reach this node at (default: the first non-loopback one).",
     ),
     label: list[str] = typer.Option(
         [],
@@ -120,10 +125,15 @@ def agent(
         DEFAULT_STATE_DIR,
         "--state-dir",
         envvar="SHOAL_STATE_DIR",
+        metavar="DIR",
         help="Where the node's identity is kept.",
     ),
     runtime: str = typer.Option(
-        "docker", "--runtime", envvar="SHOAL_RUNTIME", help="docker, process or hollow."
+        "docker",
+        "--runtime",
+        envvar="SHOAL_RUNTIME",
+        metavar="NAME",
+        help="docker, process or hollow.",
     ),
     hollow_nodes: int = typer.Option(
         1,
@@ -136,19 +146,32 @@ def agent(
         4.0, "--hollow-cpus", envvar="SHOAL_HOLLOW_CPUS", min=0.0, help="A hollow node's CPUs."
     ),
     hollow_memory: str = typer.Option(
-        "8GiB", "--hollow-memory", envvar="SHOAL_HOLLOW_MEMORY", help="A hollow node's memory."
+        "8GiB",
+        "--hollow-memory",
+        envvar="SHOAL_HOLLOW_MEMORY",
+        metavar="SIZE",
+        help="A hollow node's memory.",
     ),
     heartbeat: str = typer.Option(
         "5s",
         "--heartbeat",
         envvar="SHOAL_HEARTBEAT",
+        metavar="DURATION",
         help="Heartbeat period; the node is down after 3 missed periods.",
     ),
     docker_host: str | None = typer.Option(
-        None, "--docker-host", envvar="DOCKER_HOST", help="The Docker Engine to use."
+        None,
+        "--docker-host",
+        envvar="DOCKER_HOST",
+        metavar="URL",
+        help="The Docker Engine to use.",
     ),
     log_level: str = typer.Option(
-        "info", "--log-level", envvar="SHOAL_LOG_LEVEL", help="debug, info, warning or error."
+        "info",
+        "--log-level",
+        envvar="SHOAL_LOG_LEVEL",
+        metavar="LEVEL",
+        help="debug, info, warning or error.",
     ),
 ) -> None:
     """Run this host as a node of the cluster, in the foreground."""
