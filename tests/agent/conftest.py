@@ -272,7 +272,7 @@ class AgentProcess:
                 [*CLI, *args], stdout=out, stderr=out, stdin=subprocess.DEVNULL
             )
 
-    async def exited(self, *, within: float = 10.0) -> int:
+    async def exited(self, *, within: float = 20.0) -> int:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             code = self.proc.poll()
@@ -323,7 +323,7 @@ async def registered(store: Store, state_dir: Path, agent: AgentProcess) -> Node
         kv = await store.get(keys.node(identity.node_id))
         return NodeInfo.load(kv.value) if kv is not None else None
 
-    info: NodeInfo = await eventually(check, within=15.0, what="node registered")
+    info: NodeInfo = await eventually(check, within=30.0, what="node registered")
     return info
 
 
