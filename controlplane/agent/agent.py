@@ -35,7 +35,7 @@ from controlplane.agent.identity import (
     node_file,
     save_identity,
 )
-from controlplane.agent.runtime import Runtime
+from controlplane.agent.runtime import NodeDescription, Runtime
 from controlplane.agent.status import StatusReporter
 from controlplane.models import ClusterRecord, NodeInfo, NodeSpec
 from controlplane.version import __version__
@@ -115,7 +115,7 @@ class Agent:
         if not isinstance(runtime, Runtime):
             runtime = runtime(identity)
         self.runtime = runtime
-        description = await runtime.describe()
+        description = await self._describe(runtime)
         info = NodeInfo(
             id=identity.node_id,
             hostname=self._hostname or description.hostname,
@@ -132,33 +132,34 @@ class Agent:
             instance=self.instance,
         )
         spec = NodeSpec(id=identity.node_id, labels=self.labels, joined=time.time())
-        self.reporter = StatusReporter(store)
-        self.heartbeat = Heartbeat(
+        reporter = StatusReporter(store)
+        heartbeat = Heartbeat(
             store,
             info=info,
             spec=spec,
             period=self.heartbeat_period,
             state_dir=self.state_dir,
-            on_reconnect=self.reporter.kick,
+            on_reconnect=reporter.kick,
         )
+        backoff = Backoff(first=0.2, cap=self.heartbeat_period)
+        while True:
+            try:
+                await heartbeat.register()
+                break
+            except (StoreUnavailable, TimeoutError) as exc:
+                log.warning("node %s cannot register yet: %s", identity.node_id, exc)
+                await asyncio.sleep(backoff.next_delay())
+        self.reporter, self.heartbeat = reporter, heartbeat
         self.executor = Executor(
             store,
             runtime,
             node_id=identity.node_id,
             cluster_id=identity.cluster_id,
-            reporter=self.reporter,
+            reporter=reporter,
             resync_interval=self._resync_interval,
             concurrency=self._concurrency,
             task_watch=self._task_watch,
         )
-        backoff = Backoff(first=0.2, cap=self.heartbeat_period)
-        while True:
-            try:
-                await self.heartbeat.register()
-                break
-            except (StoreUnavailable, TimeoutError) as exc:
-                log.warning("node %s cannot register yet: %s", identity.node_id, exc)
-                await asyncio.sleep(backoff.next_delay())
         log.info(
             "node %s registered (%s, %s runtime, cluster %s)",
             identity.node_id,
@@ -244,6 +245,17 @@ class Agent:
                 log.warning("closing the runtime failed: %s", exc)
         if self._owns_store and self._store is not None:
             await self._store.close()
+
+    async def _describe(self, runtime: Runtime) -> NodeDescription:
+        """The node's description; waits (and says so) while the runtime does not answer,
+        as when the agent starts before the Docker Engine does."""
+        backoff = Backoff(first=0.5, cap=10.0)
+        while True:
+            try:
+                return await runtime.describe()
+            except Exception as exc:
+                log.warning("waiting for the %s runtime: %s", runtime.name, exc)
+                await asyncio.sleep(backoff.next_delay())
 
     async def _open_store(self) -> Store:
         if self._store is None:

@@ -16,6 +16,7 @@ import pytest
 from controlplane import keys
 from controlplane.agent.heartbeat import NodeIdConflict
 from controlplane.agent.identity import load_identity
+from controlplane.agent.runtime import NodeDescription
 from controlplane.models import NodeInfo, NodeSpec
 from tests.agent.conftest import AgentRunner, FakeRuntime, FlakyStore, eventually
 
@@ -127,4 +128,27 @@ async def test_store_outage_longer_than_ttl_is_survived(
         return heartbeat is not None and heartbeat.registrations == 2
 
     await eventually(registered, within=5.0, what="re-registration after the outage")
+    assert await node_info(agent_store, agent.node_id) is not None
+
+
+class LateRuntime(FakeRuntime):
+    """A runtime whose engine answers only from its third call on (started after us)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def describe(self) -> NodeDescription:
+        self.calls += 1
+        if self.calls < 3:
+            raise ConnectionError("engine not up yet (test)")
+        return await super().describe()
+
+
+async def test_an_engine_that_starts_after_the_agent_is_waited_for(
+    agent_store: FlakyStore, agents: AgentRunner
+) -> None:
+    runtime = LateRuntime()
+    agent = await agents.start(agents.agent(runtime))
+    assert runtime.calls == 3
     assert await node_info(agent_store, agent.node_id) is not None
