@@ -1124,8 +1124,11 @@ def wait_converged(api: ManagerClient, versions: dict[str, int], *, quiet: bool 
                 if watch.name in finished:
                     current.append(finished[watch.name])
                     continue
-                service = api.get(f"/services/{watch.name}")
+                # Tasks first, then the service: its update state is then at least as
+                # new as the tasks, so a stale "completed" is never read beside the
+                # first task of a new update (which the leader writes with "updating").
                 tasks = api.get("/tasks", params={"service": watch.name})
+                service = api.get(f"/services/{watch.name}")
                 result = assess(watch, service, tasks, now=time.monotonic())
                 if result.done or result.failure:
                     finished[watch.name] = result
