@@ -1,0 +1,448 @@
+"""A small real cluster per test: `shoal manager` and `shoal agent` processes, a real store
+(etcd, Consul or the file store) and the harness's Docker Engine.
+
+`cluster(managers=N, agents=M)` starts N managers on one fresh store prefix, initialises
+the cluster through the first, and joins M agents with the worker token, each agent on
+its own loopback address (127.0.0.2, 127.0.0.3, ...) with its own state directory and the
+Docker runtime on the harness's engine. Timings are short: heartbeat 1 s (node TTL 3 s),
+manager lease TTL 2 s, node grace 3 s. On Consul the store's minimum lease (10 s) raises
+the node TTL and the lease TTL to 10 s; `Cluster.node_ttl` and `Cluster.lease_ttl` say
+what is in force, and its slack (Consul ends a session between TTL and 2 x TTL).
+
+At the end every process is stopped and every container labelled with the cluster's id is
+removed. Containers are counted in Docker by the labels the agent writes
+(`com.shoal.cluster`, `com.shoal.service`, `com.shoal.node`, `com.shoal.slot`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker.errors
+import pytest
+
+from controlplane.agent.runtime.base import LABEL_CLUSTER, LABEL_NODE, LABEL_SERVICE
+from tests.harness.images import ensure_busybox_image
+from tests.harness.process import ServerProcess, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+SHOAL = [sys.executable, "-c", "from controlplane.cli import main; main()"]
+
+HEARTBEAT = 1.0  # node TTL: 3 s
+LEASE_TTL = 2.0
+NODE_GRACE = 3.0
+CONSUL_MIN_TTL = 10.0
+
+T = TypeVar("T")
+
+
+def poll(condition: Callable[[], T | None], *, within: float, what: str, every: float = 0.1) -> T:
+    """`condition()` once it is truthy; fail naming `what` after `within` seconds."""
+    deadline = time.monotonic() + within
+    last: T | None = None
+    while True:
+        last = condition()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not within {within} s (last: {last!r})")
+        time.sleep(every)
+
+
+def http(
+    method: str, url: str, *, token: str | None = None, body: object | None = None
+) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw) if raw else None
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+class Manager(ServerProcess):
+    def __init__(self, *, name: str, discovery: str, log_dir: Path, lease_ttl: float) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            name=name,
+            argv=[
+                *SHOAL,
+                "manager",
+                "--discovery",
+                discovery,
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--lease-ttl",
+                str(lease_ttl),
+                "--node-grace",
+                str(NODE_GRACE),
+                "--id",
+                name,
+            ],
+            log_dir=log_dir,
+            ready=self._healthy,
+            env={"PYTHONPATH": str(REPO)},
+            start_timeout=60,
+        )
+
+    def _healthy(self) -> bool:
+        try:
+            status, _ = http("GET", f"{self.url}/health")
+        except OSError:
+            return False
+        return status == 200
+
+    def leads(self) -> bool:
+        try:
+            status, body = http("GET", f"{self.url}/health")
+        except OSError:
+            return False
+        return status == 200 and bool(body.get("leader"))
+
+
+class AgentProc(ServerProcess):
+    def __init__(
+        self, *, name: str, addr: str, state_dir: Path, log_dir: Path, argv_tail: list[str]
+    ) -> None:
+        self.addr = addr
+        self.state_dir = state_dir
+        self.node_id: str | None = None
+        super().__init__(
+            name=name,
+            argv=[
+                *SHOAL,
+                "agent",
+                *argv_tail,
+                "--advertise-addr",
+                addr,
+                "--state-dir",
+                str(state_dir),
+                "--heartbeat",
+                f"{HEARTBEAT}s",
+            ],
+            log_dir=log_dir,
+            ready=lambda: True,
+            env={"PYTHONPATH": str(REPO)},
+            start_timeout=60,
+        )
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    labels: dict[str, str]
+    state: str
+
+
+@dataclass
+class Cluster:
+    store: str
+    discovery: str
+    tmp: Path
+    engine: Any  # docker.DockerClient
+    image: str
+    docker_host: str
+    lease_ttl: float
+    node_ttl: float
+    slack: float  # how late a store may end a lease (Consul: up to one TTL more)
+    managers: list[Manager] = field(default_factory=list)
+    agents: list[AgentProc] = field(default_factory=list)
+    token: str = ""
+    worker_token: str = ""
+    cluster_id: str = ""
+
+    # --- processes -------------------------------------------------------------------------
+    def start_manager(self, *, wait: bool = True) -> Manager:
+        manager = Manager(
+            name=f"manager-{len(self.managers) + 1}",
+            discovery=self.discovery,
+            log_dir=self.tmp / "logs",
+            lease_ttl=self.lease_ttl,
+        )
+        self.managers.append(manager)
+        manager.start(wait=wait)
+        return manager
+
+    @property
+    def api(self) -> Manager:
+        """A running manager (the first that runs)."""
+        return next(m for m in self.managers if m.running)
+
+    def leader(self) -> Manager | None:
+        leading = [m for m in self.managers if m.running and m.leads()]
+        return leading[0] if len(leading) == 1 else None
+
+    def call(self, method: str, path: str, body: object | None = None) -> Any:
+        status, answer = http(method, f"{self.api.url}{path}", token=self.token, body=body)
+        assert 200 <= status < 300, f"{method} {path}: {status} {answer}"
+        return answer
+
+    def init(self) -> None:
+        status, body = http("POST", f"{self.api.url}/swarm/init")
+        assert status == 201, body
+        self.token = body["api_token"]
+        self.worker_token = body["join_tokens"]["worker"]
+        self.cluster_id = body["cluster_id"]
+
+    def start_agent(self, *, wait: bool = True) -> AgentProc:
+        index = len(self.agents) + 1
+        addr = f"127.0.0.{index + 1}"
+        agent = AgentProc(
+            name=f"agent-{index}",
+            addr=addr,
+            state_dir=self.tmp / f"agent-{index}",
+            log_dir=self.tmp / "logs",
+            argv_tail=[
+                "--join",
+                self.api.url,
+                "--token",
+                self.worker_token,
+                "--runtime",
+                "docker",
+                "--docker-host",
+                self.docker_host,
+            ],
+        )
+        self.agents.append(agent)
+        agent.start()
+        if wait:
+            self.wait_agent(agent)
+        return agent
+
+    def wait_agent(self, agent: AgentProc) -> str:
+        """The agent's node id, once the managers list its node as ready."""
+
+        def ready() -> str | None:
+            if not agent.running:
+                raise AssertionError(f"{agent.name} exited:\n{agent.tail()}")
+            for node in self.call("GET", "/nodes"):
+                if node["addr"] == agent.addr and node["status"] == "ready":
+                    return str(node["id"])
+            return None
+
+        agent.node_id = poll(ready, within=30, what=f"{agent.name} ready")
+        return agent.node_id
+
+    def restart_agent(self, agent: AgentProc) -> None:
+        """Start `agent` again with its state directory (no join: it rejoins as itself)."""
+        argv = list(agent.argv)
+        at = argv.index("--join")
+        del argv[at : at + 4]  # --join URL --token T: the state directory holds the identity
+        agent.argv = argv
+        agent.start()
+
+    def stop_all(self) -> None:
+        processes: list[ServerProcess] = [*self.agents, *self.managers]
+        for process in processes:  # all at once, then wait for each
+            if process.proc is not None and process.proc.poll() is None:
+                process.proc.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.stop(timeout=20)
+
+    # --- services and tasks -----------------------------------------------------------------
+    def create(self, name: str, **spec: Any) -> dict[str, Any]:
+        body = {"name": name, "image": self.image, "init": True, "stop_grace_period": 2, **spec}
+        body.setdefault("restart_policy", {"condition": "any", "delay": 0.5})
+        answer: dict[str, Any] = self.call("POST", "/services", body)
+        return answer
+
+    def tasks(self, service: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.call("GET", f"/tasks?service={service}")
+        return found
+
+    def service(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.call("GET", f"/services/{name}")
+        return found
+
+    def node_id_of(self, agent: AgentProc) -> str:
+        assert agent.node_id is not None
+        return agent.node_id
+
+    # --- what Docker runs -------------------------------------------------------------------
+    def containers(self, service: str | None = None, *, all: bool = False) -> list[Container]:
+        """The cluster's containers (of `service`), running ones unless `all`.
+
+        The engine's list call, not the SDK's `containers.list()`: that inspects each
+        container afterwards and fails when one is removed in between.
+        """
+        labels = [f"{LABEL_CLUSTER}={self.cluster_id}"]
+        if service is not None:
+            labels.append(f"{LABEL_SERVICE}={service}")
+        found = self.engine.api.containers(all=all, filters={"label": labels})
+        return [Container(id=c["Id"], labels=c["Labels"] or {}, state=c["State"]) for c in found]
+
+    def inspect(self, container: Container) -> dict[str, Any]:
+        info: dict[str, Any] = self.engine.api.inspect_container(container.id)
+        return info
+
+    def per_node(self, service: str) -> Counter[str]:
+        return Counter(c.labels[LABEL_NODE] for c in self.containers(service))
+
+    def running(self, service: str, count: int, *, within: float) -> list[Container]:
+        """The service's running containers once there are exactly `count` of them."""
+
+        def exactly() -> list[Container] | None:
+            found = self.containers(service)
+            return found if len(found) == count else None
+
+        return poll(exactly, within=within, what=f"{count} containers of {service} running")
+
+    def remove_containers(self) -> None:
+        if not self.cluster_id:
+            return
+
+        def remove(container: Container) -> None:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                self.engine.api.remove_container(container.id, force=True)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(remove, self.containers(all=True)))
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.tail(40)}" for p in [*self.managers, *self.agents])
+
+
+STORE_ORDER = ("etcd", "consul", "file")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run this folder's tests store by store, each store's in the order written, so that
+    one cluster per store serves them and the tests that kill processes come last."""
+    here = Path(__file__).parent
+    mine = [i for i, item in enumerate(items) if here in Path(str(item.path)).parents]
+    if not mine:
+        return
+
+    def key(index: int) -> tuple[int, int]:
+        item = items[index]
+        callspec = getattr(item, "callspec", None)
+        store = callspec.params.get("cluster") if callspec is not None else None
+        rank = STORE_ORDER.index(store) if store in STORE_ORDER else -1
+        return rank, item.location[1] or 0
+
+    ordered = [items[i] for i in sorted(mine, key=key)]
+    for slot, item in zip(mine, ordered, strict=True):
+        items[slot] = item
+
+
+@pytest.fixture(scope="session")
+def e2e_image(docker_client: Any) -> str:
+    return ensure_busybox_image(docker_client)
+
+
+def start_cluster(
+    store: str, url: str, tmp: Path, *, engine: Any, image: str, docker_host: str,
+    managers: int = 2, agents: int = 3,
+) -> Cluster:  # fmt: skip
+    """Managers started (one leads), the cluster initialised, the agents joined and ready."""
+    consul = store == "consul"
+    node_ttl = max(3 * HEARTBEAT, CONSUL_MIN_TTL if consul else 0.0)
+    cluster = Cluster(
+        store=store,
+        discovery=url,
+        tmp=tmp,
+        engine=engine,
+        image=image,
+        docker_host=docker_host,
+        lease_ttl=CONSUL_MIN_TTL if consul else LEASE_TTL,
+        node_ttl=node_ttl,
+        slack=node_ttl if consul else 1.0,
+    )
+    try:
+        for _ in range(managers):
+            cluster.start_manager(wait=False)
+        for manager in cluster.managers:
+            manager.wait_ready()
+        poll(cluster.leader, within=30, what="a leader")
+        cluster.init()
+        for _ in range(agents):
+            cluster.start_agent(wait=False)
+        for agent in cluster.agents:
+            cluster.wait_agent(agent)
+    except BaseException:
+        cluster.stop_all()
+        cluster.remove_containers()
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    dockerd: str,
+    docker_client: Any,
+    e2e_image: str,
+) -> Iterator[Cluster]:
+    """Two managers and three agents on `request.param`'s store (parametrize indirectly:
+    `etcd`, `consul` or `file`), shared by a module's tests on that store; each test
+    leaves it as it found it (`tidy` removes services and re-activates nodes)."""
+    store: str = request.param
+    url = "file://{}/store".format(tmp_path_factory.mktemp(f"{store}-store"))
+    if store != "file":
+        url = request.getfixturevalue(f"{store}_server").url()
+    made = start_cluster(
+        store,
+        url,
+        tmp_path_factory.mktemp(f"cluster-{store}"),
+        engine=docker_client,
+        image=e2e_image,
+        docker_host=dockerd,
+    )
+    try:
+        yield made
+    finally:
+        try:
+            made.stop_all()
+        finally:
+            made.remove_containers()
+
+
+@pytest.fixture(autouse=True)
+def tidy(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test on a shared cluster: its services removed, every node active."""
+    yield
+    if "cluster" not in request.fixturenames:
+        return
+    made: Cluster = request.getfixturevalue("cluster")
+    if not any(m.running for m in made.managers):
+        return
+    removed = [service["name"] for service in made.call("GET", "/services")]
+    for name in removed:
+        made.call("DELETE", f"/services/{name}")
+    ready = {node["id"] for node in made.call("GET", "/nodes") if node["status"] == "ready"}
+
+    def gone() -> bool:  # on live nodes; a killed agent's containers wait for its return
+        return not [
+            c
+            for name in removed
+            for c in made.containers(name)
+            if c.labels.get(LABEL_NODE) in ready
+        ]
+
+    poll(gone, within=30, what=f"containers of {removed} removed", every=0.25)
+    for node in made.call("GET", "/nodes"):
+        if node["availability"] != "active":
+            made.call("POST", f"/nodes/{node['id']}/update", {"availability": "active"})

@@ -1,0 +1,317 @@
+"""The manager issue's end-to-end checks: two managers and three agents as real processes,
+a real store (etcd, Consul, the file store) and the harness's Docker Engine.
+
+Every check counts what Docker runs (by the labels the agent writes), not only what the
+API says. One cluster per store is shared by this module's tests (each test removes its
+services and re-activates nodes), so the order below matters only for cost: the tests
+that kill processes come last.
+
+Consul's minimum lease is 10 s (and it may end a session up to one TTL late), so its
+variants are the ones where the store matters most: the spread (join, heartbeats,
+watches), an agent's loss (node leases) and the leader's loss (election). The bounds
+there add Consul's slack (`Cluster.slack`).
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from controlplane.agent.runtime.base import LABEL_NODE, LABEL_SLOT
+from tests.e2e.conftest import NODE_GRACE, Cluster, Container, poll
+from tests.harness.images import http_hostname_server, shell_until_sigterm
+from tests.harness.process import free_port
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+ALL_STORES = ["etcd", "consul", "file"]
+FAST_STORES = ["etcd", "file"]
+
+every_store = pytest.mark.parametrize("cluster", ALL_STORES, indirect=True)
+fast_stores = pytest.mark.parametrize("cluster", FAST_STORES, indirect=True)
+
+MISSING_IMAGE = "127.0.0.1:1/shoal-e2e/missing:none"  # a registry that refuses at once
+
+
+def slots_once(containers: list[Container], count: int) -> bool:
+    return sorted(int(c.labels[LABEL_SLOT]) for c in containers) == list(range(1, count + 1))
+
+
+@every_store
+def test_three_agents_run_ten_replicas_spread(cluster: Cluster) -> None:
+    nodes = {node["id"]: node for node in cluster.call("GET", "/nodes")}
+    assert sorted(n["addr"] for n in nodes.values()) == ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    assert {n["status"] for n in nodes.values()} == {"ready"}
+
+    cluster.create("web", replicas=10, command=shell_until_sigterm())
+    running = cluster.running("web", 10, within=60)
+    spread = cluster.per_node("web")
+    assert set(spread) == set(nodes)
+    assert sorted(spread.values()) == [3, 3, 4], spread
+    assert slots_once(running, 10)
+    poll(
+        lambda: cluster.service("web")["replicas"]["running"] == 10,
+        within=10,
+        what="the API counts 10 running",
+    )
+
+
+@fast_stores
+def test_scale_ten_to_three_to_twelve(cluster: Cluster) -> None:
+    cluster.create("scaled", replicas=10, command=shell_until_sigterm())
+    cluster.running("scaled", 10, within=60)
+
+    cluster.call("POST", "/services/scaled/scale", {"replicas": 3})
+    three = cluster.running("scaled", 3, within=30)
+    assert slots_once(three, 3)
+
+    cluster.call("POST", "/services/scaled/scale", {"replicas": 12})
+    twelve = cluster.running("scaled", 12, within=60)
+    assert slots_once(twelve, 12)
+    assert sorted(cluster.per_node("scaled").values()) == [4, 4, 4]
+    poll(
+        lambda: cluster.service("scaled")["replicas"] == {"desired": 12, "running": 12},
+        within=10,
+        what="the API counts 12 of 12",
+    )
+
+
+@fast_stores
+def test_drained_node_tasks_move_off(cluster: Cluster) -> None:
+    cluster.create("drained", replicas=6, command=shell_until_sigterm())
+    cluster.running("drained", 6, within=60)
+    victim = cluster.node_id_of(cluster.agents[0])
+    assert cluster.per_node("drained")[victim] == 2
+
+    cluster.call("POST", f"/nodes/{victim}/update", {"availability": "drain"})
+
+    def moved() -> bool:
+        spread = cluster.per_node("drained")
+        return spread[victim] == 0 and sum(spread.values()) == 6
+
+    poll(moved, within=30, what="the drained node's tasks moved off")
+    assert slots_once(cluster.containers("drained"), 6)
+    assert sorted(cluster.per_node("drained").values()) == [3, 3]
+
+
+@fast_stores
+def test_restart_on_failure_gives_up_after_two_attempts(cluster: Cluster) -> None:
+    cluster.create(
+        "crashing",
+        replicas=1,
+        command=["/bin/sh", "-c", "exit 1"],
+        restart_policy={"condition": "on-failure", "max_attempts": 2, "delay": 0.2},
+    )
+
+    def three_failed() -> list[dict[str, Any]] | None:
+        tasks = cluster.tasks("crashing")
+        done = len(tasks) == 3 and all(t["state"] == "failed" for t in tasks)
+        return tasks if done else None
+
+    tasks = poll(three_failed, within=30, what="three failed tasks")
+    assert {t["slot"] for t in tasks} == {1}
+    assert {t["exit_code"] for t in tasks} == {1}
+    time.sleep(2.0)  # well past the restart delay: no fourth attempt
+    assert len(cluster.tasks("crashing")) == 3
+    exited = cluster.containers("crashing", all=True)
+    assert len(exited) == 3
+    assert not cluster.containers("crashing")  # none runs
+    assert cluster.service("crashing")["replicas"]["running"] == 0
+
+
+@fast_stores
+def test_http_request_reaches_the_task_on_its_node_address(cluster: Cluster) -> None:
+    port = free_port("127.0.0.2")
+    cluster.create(
+        "http",
+        replicas=1,
+        command=http_hostname_server(8080),
+        ports=[{"target": 8080, "published": port, "mode": "host"}],
+    )
+    [container] = cluster.running("http", 1, within=30)
+    node = cluster.call("GET", f"/nodes/{container.labels[LABEL_NODE]}")
+
+    def running_task() -> dict[str, Any] | None:
+        tasks = [t for t in cluster.tasks("http") if t["state"] == "running"]
+        return tasks[0] if tasks and tasks[0]["endpoints"] else None
+
+    task = poll(running_task, within=10, what="the task's endpoint reported")
+    endpoint = task["endpoints"][0]
+    assert (endpoint["published_port"], endpoint["host_ip"]) == (port, node["addr"])
+
+    def answer() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://{node['addr']}:{port}/", timeout=2) as response:
+                return str(response.read().decode()) if response.status == 200 else None
+        except OSError:
+            return None
+
+    body = poll(answer, within=15, what="an HTTP answer from the task")
+    assert body.strip() == cluster.inspect(container)["Config"]["Hostname"]
+
+
+@fast_stores
+def test_rolling_update_of_six_replicas_goes_in_three_batches(cluster: Cluster) -> None:
+    spec: dict[str, Any] = {
+        "name": "rolling",
+        "image": cluster.image,
+        "init": True,
+        "stop_grace_period": 2,
+        "replicas": 6,
+        "command": shell_until_sigterm(),
+        "env": {"V": "1"},
+        "update_config": {"parallelism": 2, "delay": 1.0, "monitor": 0.5},
+    }
+    cluster.call("POST", "/services", spec)
+    cluster.running("rolling", 6, within=60)
+
+    updated = cluster.call("POST", "/services/rolling/update", {**spec, "env": {"V": "2"}})
+    version = updated["spec_version"]
+    fewest_running = 6
+    started: dict[str, float] = {}  # a new task's id -> when it was first seen running
+
+    def done() -> bool:
+        nonlocal fewest_running
+        tasks = cluster.tasks("rolling")
+        running = [t for t in tasks if t["state"] == "running" and t["desired_state"] == "running"]
+        fewest_running = min(fewest_running, len(running))
+        for task in running:
+            if task["spec_version"] == version:
+                started.setdefault(task["id"], time.monotonic())
+        return len(started) == 6 and cluster.service("rolling")["update_state"] == "completed"
+
+    poll(done, within=60, what="the update completed", every=0.05)
+    # Group the replacements by when they started: three batches of two.
+    times = sorted(started.values())
+    batches: list[list[float]] = [[times[0]]]
+    for moment in times[1:]:
+        if moment - batches[-1][-1] > 0.6:
+            batches.append([])
+        batches[-1].append(moment)
+    assert [len(batch) for batch in batches] == [2, 2, 2], times
+    assert fewest_running >= 4  # stop-first, two at a time: never more than two down
+    containers = cluster.running("rolling", 6, within=10)
+    assert all("V=2" in cluster.inspect(c)["Config"]["Env"] for c in containers)
+    assert slots_once(containers, 6)
+
+
+@fast_stores
+def test_failing_update_rolls_back_to_the_old_image(cluster: Cluster) -> None:
+    spec: dict[str, Any] = {
+        "name": "doomed",
+        "image": cluster.image,
+        "init": True,
+        "stop_grace_period": 2,
+        "replicas": 3,
+        "command": shell_until_sigterm(),
+        "update_config": {"parallelism": 1, "monitor": 1.0, "failure_action": "rollback"},
+    }
+    cluster.call("POST", "/services", spec)
+    before = {c.id for c in cluster.running("doomed", 3, within=60)}
+
+    cluster.call("POST", "/services/doomed/update", {**spec, "image": MISSING_IMAGE})
+
+    def rolled_back() -> dict[str, Any] | None:
+        service = cluster.service("doomed")
+        return service if service["update_state"] == "rolled back" else None
+
+    service = poll(rolled_back, within=60, what="the update rolled back")
+    assert service["spec"]["image"] == cluster.image
+    containers = cluster.running("doomed", 3, within=30)
+    assert {cluster.inspect(c)["Config"]["Image"] for c in containers} == {cluster.image}
+    assert slots_once(containers, 3)
+    assert len(before - {c.id for c in containers}) <= 1  # only the first batch was touched
+    failed = [t for t in cluster.tasks("doomed") if t["image"] == MISSING_IMAGE]
+    assert failed
+    assert all(t["state"] in ("rejected", "failed") for t in failed), failed
+
+
+@fast_stores
+def test_global_service_follows_a_node_joining(cluster: Cluster) -> None:
+    cluster.create("everywhere", mode="global", command=shell_until_sigterm())
+    cluster.running("everywhere", 3, within=60)
+    assert set(cluster.per_node("everywhere").values()) == {1}
+
+    newcomer = cluster.start_agent()
+    try:
+        cluster.running("everywhere", 4, within=30)
+        spread = cluster.per_node("everywhere")
+        assert spread[cluster.node_id_of(newcomer)] == 1
+        assert set(spread.values()) == {1}
+    finally:
+        newcomer.stop()  # the node leaves; forget it so that later tests see three
+        node_id = cluster.node_id_of(newcomer)
+        cluster.call("DELETE", f"/nodes/{node_id}?force=true")
+        cluster.agents.remove(newcomer)
+        for container in cluster.containers(all=True):
+            if container.labels.get(LABEL_NODE) == node_id:
+                cluster.engine.api.remove_container(container.id, force=True)
+
+
+@every_store
+def test_killed_agent_tasks_run_elsewhere_and_its_containers_go_when_it_returns(
+    cluster: Cluster,
+) -> None:
+    cluster.create("sturdy", replicas=6, command=shell_until_sigterm())
+    cluster.running("sturdy", 6, within=60)
+    victim = cluster.agents[0]
+    victim_node = cluster.node_id_of(victim)
+    stranded = {c.id for c in cluster.containers("sturdy") if c.labels[LABEL_NODE] == victim_node}
+    assert len(stranded) == 2
+
+    victim.kill()
+    killed_at = time.monotonic()
+
+    def elsewhere() -> list[Container] | None:
+        live = [c for c in cluster.containers("sturdy") if c.labels[LABEL_NODE] != victim_node]
+        return live if len(live) == 6 else None
+
+    bound = cluster.node_ttl + cluster.slack + NODE_GRACE + 5.0
+    live = poll(elsewhere, within=bound + 30, what="the tasks replaced elsewhere")
+    took = time.monotonic() - killed_at
+    assert took <= bound, f"replaced after {took:.1f} s (bound {bound:.1f} s)"
+    assert slots_once(live, 6)
+    assert {c.id for c in cluster.containers("sturdy")} >= stranded  # SIGKILL left them
+
+    cluster.restart_agent(victim)
+    cluster.wait_agent(victim)
+
+    def stranded_gone() -> bool:
+        return not stranded & {c.id for c in cluster.containers("sturdy", all=True)}
+
+    poll(stranded_gone, within=30, what="the returning node's old containers removed")
+    time.sleep(1.0)
+    final = cluster.containers("sturdy")
+    assert len(final) == 6
+    assert slots_once(final, 6)
+
+
+@every_store
+def test_leader_killed_while_thirty_replicas_are_created(cluster: Cluster) -> None:
+    leader = poll(cluster.leader, within=10, what="one leader")
+    standby = next(m for m in cluster.managers if m.running and m is not leader)
+
+    cluster.create("thirty", replicas=30, command=shell_until_sigterm())
+    poll(lambda: cluster.containers("thirty"), within=60, what="the first containers")
+    partial = len(cluster.containers("thirty"))
+    leader.kill()  # SIGKILL: no resignation; its lease must run out
+    killed_at = time.monotonic()
+
+    bound = cluster.lease_ttl + cluster.slack + 2.0
+    poll(standby.leads, within=bound + 30, what="the standby leads", every=0.05)
+    took = time.monotonic() - killed_at
+    assert took <= bound, f"failover took {took:.1f} s (bound {bound:.1f} s)"
+
+    running = cluster.running("thirty", 30, within=90)
+    assert slots_once(running, 30), Counter(c.labels[LABEL_SLOT] for c in running)
+    time.sleep(2.0)  # nothing more arrives: no slot twice
+    final = cluster.containers("thirty")
+    assert len(final) == 30
+    assert slots_once(final, 30)
+    tasks = [t for t in cluster.tasks("thirty") if t["desired_state"] == "running"]
+    assert sorted(t["slot"] for t in tasks) == list(range(1, 31))
+    assert partial < 30  # the kill landed while the service was being created
