@@ -41,7 +41,7 @@ HostOption = Annotated[
         "-H",
         envvar=HOST_ENV,
         metavar="URL",
-        help=f"The manager to talk to [default: the config file's, else {DEFAULT_HOST}].",
+        help=f"The manager to talk to (default: the config file's, else {DEFAULT_HOST}).",
         show_default=False,
     ),
 ]

@@ -295,7 +295,7 @@ def create(
         typer.Argument(metavar="[COMMAND [ARG...]]", help="Replaces the image's CMD."),
     ] = None,
     name: Annotated[
-        str | None, typer.Option("--name", help="Service name [default: from the image].")
+        str | None, typer.Option("--name", help="Service name (default: from the image).")
     ] = None,
     mode: Annotated[
         ServiceMode, typer.Option("--mode", help="replicated or global.")

@@ -50,7 +50,7 @@ StateDir = Annotated[
     typer.Option(
         "--state-dir",
         envvar="SHOAL_STATE_DIR",
-        help="The local agent's state directory [default: /var/lib/shoal/agent].",
+        help="The local agent's state directory (default: /var/lib/shoal/agent).",
         show_default=False,
     ),
 ]
@@ -220,7 +220,7 @@ def join(
     ] = None,
     state_dir: StateDir = None,
     runtime: Annotated[
-        str | None, typer.Option("--runtime", help="docker, process or hollow [default: docker].")
+        str | None, typer.Option("--runtime", help="docker, process or hollow (default: docker).")
     ] = None,
     label: Annotated[
         list[str], typer.Option("--label", metavar="KEY=VALUE", help="A node label (repeatable).")
