@@ -241,8 +241,9 @@ class ClusterMirror:
         """Wait until every change up to `revision` is applied; False after `timeout`."""
         if self._revision >= revision:
             return True
-        try:
-            await asyncio.wait_for(self.wait_changed(revision - 1), timeout)
+        try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            async with asyncio.timeout(timeout):
+                await self.wait_changed(revision - 1)
         except TimeoutError:
             return False
         return True
