@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Protocol
 
@@ -27,6 +27,9 @@ from rich.live import Live
 from rich.text import Text
 
 COLUMN_GAP = 3
+
+#: Where ages are measured from; tests freeze it so that "5 minutes ago" stays true.
+clock: Callable[[], float] = time.time
 
 
 class OutputFormat(StrEnum):
@@ -107,7 +110,7 @@ def ago(timestamp: float | None, *, now: float | None = None) -> str:
     """`timestamp` (epoch seconds) as "5 minutes ago"; "" when unknown."""
     if not timestamp:
         return ""
-    elapsed = max(0.0, (time.time() if now is None else now) - timestamp)
+    elapsed = max(0.0, (clock() if now is None else now) - timestamp)
     return f"{human_duration(elapsed)} ago"
 
 

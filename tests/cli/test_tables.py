@@ -16,6 +16,7 @@ import pytest
 
 from controlplane import keys
 from controlplane.agent.identity import Identity, save_identity
+from controlplane.cli import output
 from controlplane.models import LeaderRecord, NodeRole, PortConfig, TaskState
 from controlplane.models.node import Availability
 from controlplane.models.service import Placement, PublishMode, ServiceMode
@@ -34,8 +35,11 @@ def golden(name: str) -> str:
 
 
 @pytest.fixture
-def seeded(cluster: ServedManager, tmp_path: Path) -> ServedManager:
+def seeded(
+    cluster: ServedManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ServedManager:
     now = time.time()
+    monkeypatch.setattr(output, "clock", lambda: now)  # ages as of seeding, however slow the run
     cluster.seed_node(ALPHA, hostname="alpha", role=NodeRole.MANAGER)
     cluster.seed_node(BETA, hostname="beta", availability=Availability.DRAIN, labels={"zone": "b"})
     cluster.seed_node(GAMMA, hostname="gamma", up=False, availability=Availability.PAUSE)
