@@ -432,17 +432,15 @@ def tidy(request: pytest.FixtureRequest) -> Iterator[None]:
     removed = [service["name"] for service in made.call("GET", "/services")]
     for name in removed:
         made.call("DELETE", f"/services/{name}")
-    ready = {node["id"] for node in made.call("GET", "/nodes") if node["status"] == "ready"}
-
-    def gone() -> bool:  # on live nodes; a killed agent's containers wait for its return
-        return not [
-            c
-            for name in removed
-            for c in made.containers(name)
-            if c.labels.get(LABEL_NODE) in ready
-        ]
-
-    poll(gone, within=30, what=f"containers of {removed} removed", every=0.25)
+    # The tasks leave the store at once (what the next test's placements see); the
+    # agents stop and remove the containers meanwhile, and the cluster's end removes
+    # whatever is left.
+    poll(
+        lambda: not [t for t in made.call("GET", "/tasks") if t["service"] in removed],
+        within=30,
+        what=f"the tasks of {removed} removed",
+        every=0.2,
+    )
     for node in made.call("GET", "/nodes"):
         if node["availability"] != "active":
             made.call("POST", f"/nodes/{node['id']}/update", {"availability": "active"})

@@ -14,6 +14,7 @@ there add Consul's slack (`Cluster.slack`).
 
 from __future__ import annotations
 
+import itertools
 import time
 import urllib.request
 from collections import Counter
@@ -172,27 +173,36 @@ def test_rolling_update_of_six_replicas_goes_in_three_batches(cluster: Cluster) 
     updated = cluster.call("POST", "/services/rolling/update", {**spec, "env": {"V": "2"}})
     version = updated["spec_version"]
     fewest_running = 6
-    started: dict[str, float] = {}  # a new task's id -> when it was first seen running
+    new: dict[str, dict[str, Any]] = {}  # the replacements, by task id
+    ran_at: dict[str, float] = {}  # a replacement -> when its agent reported it running
 
     def done() -> bool:
         nonlocal fewest_running
         tasks = cluster.tasks("rolling")
         running = [t for t in tasks if t["state"] == "running" and t["desired_state"] == "running"]
         fewest_running = min(fewest_running, len(running))
+        for task in tasks:
+            if task["spec_version"] == version:
+                new[task["id"]] = task
         for task in running:
             if task["spec_version"] == version:
-                started.setdefault(task["id"], time.monotonic())
-        return len(started) == 6 and cluster.service("rolling")["update_state"] == "completed"
+                ran_at.setdefault(task["id"], float(task["updated"]))
+        return len(ran_at) == 6 and cluster.service("rolling")["update_state"] == "completed"
 
     poll(done, within=60, what="the update completed", every=0.05)
-    # Group the replacements by when they started: three batches of two.
-    times = sorted(started.values())
-    batches: list[list[float]] = [[times[0]]]
-    for moment in times[1:]:
-        if moment - batches[-1][-1] > 0.6:
+    # Group the replacements by when the leader made them: three batches of two, each
+    # made once the one before runs (and the 1 s delay has passed).
+    tasks = sorted(new.values(), key=lambda t: float(t["created"]))
+    batches: list[list[dict[str, Any]]] = [[tasks[0]]]
+    for task in tasks[1:]:
+        if task["created"] - batches[-1][-1]["created"] > 0.5:
             batches.append([])
-        batches[-1].append(moment)
-    assert [len(batch) for batch in batches] == [2, 2, 2], times
+        batches[-1].append(task)
+    assert [len(batch) for batch in batches] == [2, 2, 2], [t["created"] for t in tasks]
+    for before, after in itertools.pairwise(batches):
+        made = min(t["created"] for t in after)
+        ran = max(ran_at[t["id"]] for t in before)
+        assert made >= ran + 1.0 - 0.1, "a batch began before the last one ran for the delay"
     assert fewest_running >= 4  # stop-first, two at a time: never more than two down
     containers = cluster.running("rolling", 6, within=10)
     assert all("V=2" in cluster.inspect(c)["Config"]["Env"] for c in containers)
