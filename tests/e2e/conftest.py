@@ -166,7 +166,7 @@ class Cluster:
     docker_host: str
     lease_ttl: float
     node_ttl: float
-    slack: float  # how late a store may end a lease (Consul: up to one TTL more)
+    slack: float  # how late the store may end a lease: Consul up to one TTL, others 0
     managers: list[Manager] = field(default_factory=list)
     agents: list[AgentProc] = field(default_factory=list)
     token: str = ""
@@ -246,11 +246,8 @@ class Cluster:
         return agent.node_id
 
     def restart_agent(self, agent: AgentProc) -> None:
-        """Start `agent` again with its state directory (no join: it rejoins as itself)."""
-        argv = list(agent.argv)
-        at = argv.index("--join")
-        del argv[at : at + 4]  # --join URL --token T: the state directory holds the identity
-        agent.argv = argv
+        """Start `agent` again, with the same command line (as systemd would): its state
+        directory holds its identity, so it does not join again."""
         agent.start()
 
     def stop_all(self) -> None:
@@ -368,7 +365,7 @@ def start_cluster(
         docker_host=docker_host,
         lease_ttl=CONSUL_MIN_TTL if consul else LEASE_TTL,
         node_ttl=node_ttl,
-        slack=node_ttl if consul else 1.0,
+        slack=node_ttl if consul else 0.0,
     )
     try:
         for _ in range(managers):
