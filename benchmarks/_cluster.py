@@ -17,7 +17,9 @@ import signal
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import httpx
 
 from tests.harness import dockerd as harness
-from tests.harness.images import ensure_busybox_image
+from tests.harness.images import BUSYBOX_IMAGE, ensure_busybox_image, shell_until_sigterm
 from tests.harness.process import free_port
 
 DOCKER_HOST = harness.DOCKER_HOST
@@ -100,6 +102,35 @@ def remove_labelled(client: Any, label: str) -> int:
         with contextlib.suppress(Exception):
             client.api.remove_container(info["Id"], force=True)
     return len(found)
+
+
+def floor(client: Any, n: int) -> float:
+    """N plain containers created and started at once (one thread each)."""
+    label = f"shoal-bench-floor={uuid.uuid4().hex[:8]}"
+    key, _, value = label.partition("=")
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            created = client.api.create_container(
+                BUSYBOX_IMAGE, command=shell_until_sigterm(), labels={key: value}
+            )
+            client.api.start(created["Id"])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    t0 = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - t0
+    for info in client.api.containers(all=True, filters={"label": label}):
+        client.api.remove_container(info["Id"], force=True)
+    if errors:
+        raise RuntimeError(f"floor: {errors[0]}")
+    return elapsed
 
 
 # --- processes -------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
+import subprocess
 import tempfile
 import time
 import uuid
@@ -30,6 +32,7 @@ from benchmarks._cluster import (
     agent,
     cpu_seconds,
     docker_engine,
+    floor,
     load_average,
     machine,
     median,
@@ -125,7 +128,18 @@ async def clear_tasks(store: Store, client: Any, cluster_label: str, limit: floa
         await asyncio.sleep(0.2)
 
 
-async def docker_part(work: Path, rounds_one: int, rounds_fifty: int) -> dict[str, Any]:
+def start_profiler(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    argv = ["py-spy", "record", "--pid", str(pid), "--threads", "--idle", "--rate", "50"]
+    return subprocess.Popen(
+        [*argv, "--format", "raw", "-o", str(output)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def docker_part(
+    work: Path, rounds_one: int, rounds_fifty: int, profile: Path | None = None
+) -> dict[str, Any]:
     discovery = f"file://{work / 'cluster'}"
     results: dict[str, Any] = {}
     with docker_engine() as client:
@@ -133,12 +147,15 @@ async def docker_part(work: Path, rounds_one: int, rounds_fifty: int) -> dict[st
         store = await open_store(discovery)
         child = agent(discovery, work / "agent", work)
         cluster_label = ""
+        spy: subprocess.Popen[bytes] | None = None
         try:
             node_id = (await node_id_of(store, child, limit=60))[0]
             identity = load_identity(work / "agent")
             assert identity is not None
             # only this run's containers: other sessions share the engine
             cluster_label = f"{LABEL_CLUSTER}={identity.cluster_id}"
+            if profile is not None:  # py-spy, collapsed stacks of every thread
+                spy = start_profiler(child.pid, profile)
             one: list[float] = []
             for _ in range(rounds_one):
                 one += await start_round(store, node_id, 1)
@@ -146,18 +163,27 @@ async def docker_part(work: Path, rounds_one: int, rounds_fifty: int) -> dict[st
             results["one"] = one
             fifty: list[float] = []
             rss: list[float] = []
+            floors: list[float] = []
             for _ in range(rounds_fifty):
+                floors.append(await asyncio.to_thread(floor, client, 50))
                 fifty += await start_round(store, node_id, 50)
                 await asyncio.sleep(2.0)  # let the reports settle before reading memory
                 rss.append(rss_mb(child.pid))
                 await clear_tasks(store, client, cluster_label)
             results["fifty"] = fifty
+            results["floor"] = floors
             results["rss50"] = rss
             results["rss0"] = rss_mb(child.pid)
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
         finally:
             if cluster_label:
                 with contextlib.suppress(Exception):
                     await clear_tasks(store, client, cluster_label, limit=60)
+            if spy is not None and spy.poll() is None:
+                spy.kill()
+                spy.wait()
             child.stop()
             await store.close()
             if cluster_label:
@@ -205,13 +231,16 @@ async def main() -> None:
     parser.add_argument("--hollow-nodes", type=int, default=1000)
     parser.add_argument("--skip-docker", action="store_true")
     parser.add_argument("--skip-hollow", action="store_true")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the docker agent; collapsed stacks to this file"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     rounds_one, rounds_fifty, window = (3, 1, 15.0) if args.quick else (10, 3, 45.0)
     with tempfile.TemporaryDirectory(prefix="shoal-bench-agent-") as tmp:
         work = Path(tmp)
         if not args.skip_docker:
-            d = await docker_part(work, rounds_one, rounds_fifty)
+            d = await docker_part(work, rounds_one, rounds_fifty, args.profile)
             print(f"docker runtime, storage driver {d['driver']}, image {BUSYBOX_IMAGE}")
             print(show("1 task: written -> running", d["one"]))
             print(show("50 tasks at once: written -> running", d["fifty"]))
@@ -220,6 +249,8 @@ async def main() -> None:
                 f"{'50 tasks: last one running (per round)':<38} "
                 + ", ".join(f"{v:.2f} s" for v in last)
             )
+            floors = ", ".join(f"{v:.2f} s" for v in d["floor"])
+            print(f"{'engine floor: 50 plain containers':<38} {floors}  (just before each round)")
             print(
                 f"{'agent RSS with 50 tasks running':<38} "
                 + ", ".join(f"{v:.0f} MB" for v in d["rss50"])

@@ -25,7 +25,6 @@ import contextlib
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from benchmarks._cluster import (
     Manager,
     agent,
     docker_engine,
+    floor,
     load_average,
     machine,
     median,
@@ -74,11 +74,18 @@ def gone(client: Any, label: str) -> Callable[[], bool]:
 # --- the three ways to start N containers ------------------------------------------------
 
 
+#: replicas -> seconds from the create call until the leader had written the last task
+WRITTEN_AFTER: dict[int, list[float]] = {}
+
+
 def shoal_converge(manager: Manager, client: Any, cluster_label: str, n: int) -> float:
     name = f"conv-{uuid.uuid4().hex[:6]}"
+    wall0 = time.time()
     t0 = time.monotonic()
     manager.post("/services", service_body(name, n))
     t1 = wait_for(lambda: running_of(manager, name) >= n, timeout=600, what=f"{name} running")
+    created = [float(t["created"]) for t in manager.get("/tasks", service=name)]
+    WRITTEN_AFTER.setdefault(n, []).append(max(created) - wall0)
     manager.delete(f"/services/{name}")
     wait_for(gone(client, cluster_label), timeout=300, interval=0.3, what="shoal cleanup")
     return t1 - t0
@@ -139,35 +146,6 @@ def swarm_converge(client: Any, n: int) -> float:
     t1 = wait_for(lambda: len(swarm_running(client, name)) >= n, timeout=600, what=name)
     swarm_remove(client, name)
     return t1 - t0
-
-
-def floor(client: Any, n: int) -> float:
-    """N plain containers created and started at once (one thread each)."""
-    label = f"shoal-bench-floor={uuid.uuid4().hex[:8]}"
-    key, _, value = label.partition("=")
-    errors: list[BaseException] = []
-
-    def one() -> None:
-        try:
-            created = client.api.create_container(
-                BUSYBOX_IMAGE, command=shell_until_sigterm(), labels={key: value}
-            )
-            client.api.start(created["Id"])
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one) for _ in range(n)]
-    t0 = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - t0
-    for info in client.api.containers(all=True, filters={"label": label}):
-        client.api.remove_container(info["Id"], force=True)
-    if errors:
-        raise RuntimeError(f"floor: {errors[0]}")
-    return elapsed
 
 
 # --- a killed task ---------------------------------------------------------------------
@@ -386,6 +364,10 @@ def main() -> None:
                     f"{n:>8} {f:>7.2f}s {s:>7.2f}s {w:>7.2f}s {s / f:>11.2f}x"
                     f"   target <= 1.15x: {verdict(s <= 1.15 * f)}"
                 )
+            written = ", ".join(
+                f"{n}: {median(WRITTEN_AFTER.get(n, []) or [float('nan')]):.2f} s" for n in sizes
+            )
+            say(f"shoal: last task written by the leader after (median) {written}")
             ks, kw = median(out["kill"]["shoal"]), median(out["kill"]["swarm"])
             say(
                 f"killed task replaced (delay 0): shoal {ks:.2f} s, swarm mode {kw:.2f} s"
