@@ -133,6 +133,15 @@ def floor(client: Any, n: int) -> float:
     return elapsed
 
 
+def start_profiler(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    argv = ["py-spy", "record", "--pid", str(pid), "--threads", "--idle", "--rate", "50"]
+    return subprocess.Popen(
+        [*argv, "--format", "raw", "-o", str(output)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 # --- processes -------------------------------------------------------------------------
 
 

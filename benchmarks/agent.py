@@ -39,6 +39,7 @@ from benchmarks._cluster import (
     pct,
     remove_labelled,
     rss_mb,
+    start_profiler,
     storage_driver,
 )
 from controlplane import keys
@@ -126,15 +127,6 @@ async def clear_tasks(store: Store, client: Any, cluster_label: str, limit: floa
         if time.monotonic() > deadline:
             raise TimeoutError("the agent did not remove its containers")
         await asyncio.sleep(0.2)
-
-
-def start_profiler(pid: int, output: Path) -> subprocess.Popen[bytes]:
-    argv = ["py-spy", "record", "--pid", str(pid), "--threads", "--idle", "--rate", "50"]
-    return subprocess.Popen(
-        [*argv, "--format", "raw", "-o", str(output)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 async def docker_part(

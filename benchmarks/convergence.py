@@ -41,6 +41,7 @@ from benchmarks._cluster import (
     machine,
     median,
     rss_mb,
+    start_profiler,
     storage_driver,
     wait_for,
 )
@@ -271,7 +272,9 @@ def failover(work: Path, trials: int, ttl: float) -> list[float]:
     return times
 
 
-def at_scale(work: Path, store: str, discovery: str, nodes: int, replicas: int) -> dict[str, float]:
+def at_scale(
+    work: Path, store: str, discovery: str, nodes: int, replicas: int, profile: Path | None
+) -> dict[str, float]:
     manager = Manager(discovery, work, name=f"scale-{store}")
     fleet = None
     try:
@@ -294,6 +297,13 @@ def at_scale(work: Path, store: str, discovery: str, nodes: int, replicas: int) 
         wait_for(ready, timeout=600, interval=1.0, what=f"{nodes} hollow nodes ready")
         time.sleep(3.0)
         name = "big"
+        wall0 = time.time()
+        spies: list[subprocess.Popen[bytes]] = []
+        if profile is not None:
+            spies = [
+                start_profiler(manager.child.pid, profile / f"manager-{store}.txt"),
+                start_profiler(fleet.pid, profile / f"fleet-{store}.txt"),
+            ]
         t0 = time.monotonic()
         manager.post("/services", service_body(name, replicas))
         t1 = wait_for(
@@ -302,11 +312,16 @@ def at_scale(work: Path, store: str, discovery: str, nodes: int, replicas: int) 
             interval=0.2,
             what=f"{replicas} running",
         )
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         time.sleep(2.0)
         rss = rss_mb(manager.child.pid)
         services = timed(lambda: manager.get("/services"), 20)
         tasks = timed(lambda: manager.get("/tasks", service=name), 10)
+        created = [float(t["created"]) for t in manager.get("/tasks", service=name)]
         return {
+            "written_s": max(created) - wall0,
             "converge_s": t1 - t0,
             "rss_mb": rss,
             "services_p50": median(services),
@@ -336,6 +351,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument(
         "--skip", default="", help="comma-separated: converge, failover, scale-file, scale-etcd"
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the manager and fleet at scale into this folder"
     )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -385,20 +403,23 @@ def main() -> None:
             if f"scale-{store}" in skip:
                 continue
             if store == "file":
-                r = at_scale(work, store, f"file://{work / 'scale'}", nodes, replicas)
+                r = at_scale(work, store, f"file://{work / 'scale'}", nodes, replicas, args.profile)
             else:
                 from tests.harness.etcd import EtcdServer
 
                 server = EtcdServer(base_dir=work / "etcd", binary=require_binary("etcd", why=""))
                 server.start()
                 try:
-                    r = at_scale(work, store, server.url("shoal-bench"), nodes, replicas)
+                    r = at_scale(
+                        work, store, server.url("shoal-bench"), nodes, replicas, args.profile
+                    )
                 finally:
                     server.stop()
             limit = 5.0 if store == "file" else 10.0
             say(
                 f"{replicas} replicas on {nodes} hollow nodes, {store}: running after "
-                f"{r['converge_s']:.1f} s (target <= {limit:g} s: "
+                f"{r['converge_s']:.1f} s (last task written after {r['written_s']:.1f} s; "
+                f"target <= {limit:g} s: "
                 f"{verdict(r['converge_s'] <= limit)}); manager RSS {r['rss_mb']:.0f} MB "
                 f"(< 300 MB: {verdict(r['rss_mb'] < 300)}); GET /services p50 "
                 f"{r['services_p50'] * 1000:.0f} ms, GET /tasks?service= p50 "
