@@ -311,6 +311,51 @@ def test_killed_agent_tasks_run_elsewhere_and_its_containers_go_when_it_returns(
     assert slots_once(final, 6)
 
 
+@fast_stores
+def test_new_leader_carries_on_a_rolling_update(cluster: Cluster) -> None:
+    spec: dict[str, Any] = {
+        "name": "handover",
+        "image": cluster.image,
+        "init": True,
+        "stop_grace_period": 2,
+        "replicas": 6,
+        "command": shell_until_sigterm(),
+        "env": {"V": "1"},
+        "update_config": {"parallelism": 2, "delay": 1.0, "monitor": 0.5},
+    }
+    cluster.call("POST", "/services", spec)
+    cluster.running("handover", 6, within=60)
+    leader = poll(cluster.leader, within=10, what="one leader")
+    updated = cluster.call("POST", "/services/handover/update", {**spec, "env": {"V": "2"}})
+    version = updated["spec_version"]
+
+    def first_batch_made() -> bool:
+        return any(t["spec_version"] == version for t in cluster.tasks("handover"))
+
+    poll(first_batch_made, within=30, what="the first batch", every=0.05)
+    leader.kill()
+    most = 0
+
+    def completed() -> bool:
+        nonlocal most
+        most = max(most, len(cluster.containers("handover")))
+        tasks = [t for t in cluster.tasks("handover") if t["desired_state"] == "running"]
+        return (
+            len(tasks) == 6
+            and all(t["spec_version"] == version and t["state"] == "running" for t in tasks)
+            and cluster.service("handover")["update_state"] == "completed"
+        )
+
+    try:
+        poll(completed, within=60, what="the update completed under the new leader")
+        assert most <= 6
+        containers = cluster.running("handover", 6, within=10)
+        assert all("V=2" in cluster.inspect(c)["Config"]["Env"] for c in containers)
+        assert slots_once(containers, 6)
+    finally:
+        cluster.start_manager()  # a standby again, for the next test
+
+
 @every_store
 def test_leader_killed_while_thirty_replicas_are_created(cluster: Cluster) -> None:
     leader = poll(cluster.leader, within=10, what="one leader")
