@@ -1,13 +1,19 @@
-"""A small real cluster per test: `shoal manager` and `shoal agent` processes, a real store
-(etcd, Consul or the file store) and the harness's Docker Engine.
+"""A small real cluster: `shoal manager` and `shoal agent` processes, a real store (etcd,
+Consul or the file store) and the harness's Docker Engine.
 
-`cluster(managers=N, agents=M)` starts N managers on one fresh store prefix, initialises
-the cluster through the first, and joins M agents with the worker token, each agent on
-its own loopback address (127.0.0.2, 127.0.0.3, ...) with its own state directory and the
-Docker runtime on the harness's engine. Timings are short: heartbeat 1 s (node TTL 3 s),
-manager lease TTL 2 s, node grace 3 s. On Consul the store's minimum lease (10 s) raises
-the node TTL and the lease TTL to 10 s; `Cluster.node_ttl` and `Cluster.lease_ttl` say
-what is in force, and its slack (Consul ends a session between TTL and 2 x TTL).
+`start_cluster()` starts two managers on one fresh store prefix, initialises the cluster
+through the first, and joins three agents with the worker token (`--join`), each on its
+own loopback address (127.0.0.2, 127.0.0.3, 127.0.0.4; a later one gets .5) with its own
+state directory and the Docker runtime on the harness's engine (`--docker-host`). The
+`cluster` fixture (module scope, parametrized indirectly by store name) shares one such
+cluster between a module's tests on that store; `tidy` removes each test's services and
+re-activates drained nodes, and this folder's tests run store by store, in the order
+written, so the tests that kill processes come last.
+
+Timings are short: heartbeat 1 s (node TTL 3 s), manager lease TTL 2 s, node grace 3 s.
+On Consul the store's minimum lease (10 s) raises the node TTL and the lease TTL to 10 s,
+and Consul ends a session between TTL and 2 x TTL: `Cluster.node_ttl`, `lease_ttl` and
+`slack` say what is in force, and the tests' bounds use them.
 
 At the end every process is stopped and every container labelled with the cluster's id is
 removed. Containers are counted in Docker by the labels the agent writes
