@@ -243,7 +243,10 @@ def test_failing_update_rolls_back_to_the_old_spec(cluster: Cluster, failure: st
         assert config["Image"] == cluster.image
         assert config["Entrypoint"] == spec["command"]  # swarm mode: command replaces it
     assert slots_once(containers, 3)
-    assert len(before - {c.id for c in containers}) <= 1  # only the first batch was touched
+    if failure == "missing image":  # never runs: the update stops at its first slot
+        assert len(before - {c.id for c in containers}) <= 1
+    # (a task that runs, then exits, lets the next slot begin before its failure shows,
+    # as in swarm mode: the monitor period catches it, not the batch gate)
     failed = [t for t in cluster.tasks("doomed") if t["spec_version"] == 2]
     assert failed
     assert all(t["state"] in ("rejected", "failed") for t in failed), failed
