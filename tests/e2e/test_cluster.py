@@ -293,6 +293,13 @@ def test_killed_agent_tasks_run_elsewhere_and_its_containers_go_when_it_returns(
         return live if len(live) == 6 else None
 
     bound = cluster.node_ttl + cluster.slack + NODE_GRACE + 5.0
+
+    def rescheduled() -> bool:
+        tasks = [t for t in cluster.tasks("sturdy") if t["desired_state"] == "running"]
+        return all(t["node_id"] != victim_node for t in tasks)
+
+    poll(rescheduled, within=bound + 30, what="the tasks rescheduled elsewhere")
+    print(f"[{cluster.store}] rescheduled after {time.monotonic() - killed_at:.1f} s")
     live = poll(elsewhere, within=bound + 30, what="the tasks replaced elsewhere")
     took = time.monotonic() - killed_at
     print(f"[{cluster.store}] replaced elsewhere after {took:.1f} s (bound {bound:.1f} s)")
