@@ -105,7 +105,18 @@ def remove_labelled(client: Any, label: str) -> int:
 
 
 def floor(client: Any, n: int) -> float:
-    """N plain containers created and started at once (one thread each)."""
+    """N plain containers created and started at once (one thread each, one connection
+    each: a client of its own whose pool holds N, so no thread waits for a connection)."""
+    import docker
+
+    own = docker.DockerClient(base_url=DOCKER_HOST, version="auto", timeout=120, max_pool_size=n)
+    try:
+        return _floor(own, n)
+    finally:
+        own.close()
+
+
+def _floor(client: Any, n: int) -> float:
     label = f"shoal-bench-floor={uuid.uuid4().hex[:8]}"
     key, _, value = label.partition("=")
     errors: list[BaseException] = []

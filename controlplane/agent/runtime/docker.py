@@ -13,7 +13,10 @@ node's advertise address: an ingress port on a port the engine picks (the routin
 forwards to it), a host-mode port on its own published number; the ports reported are
 always read back from the engine.
 
-The Docker SDK is synchronous. Every call runs in a worker thread (`asyncio.to_thread`),
+The Docker SDK is synchronous. Every call runs in a worker thread of the runtime's own
+pool (`workers` threads, as many as the executor's task concurrency: asyncio's shared
+default pool has only CPUs + 4, six on a 2-core host, which silently capped the agent at
+six engine calls in flight),
 and the event stream behind `changes()` gets a thread of its own, because it blocks for
 as long as it is open. The client is created on first use, in a thread, so building a
 runtime never blocks the event loop and never fails because the engine is down.
@@ -34,8 +37,9 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -57,6 +61,8 @@ from controlplane.models.service import PublishMode
 from controlplane.models.task import Endpoint, Task, TaskState
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Inspect = dict[str, Any]
 
@@ -100,6 +106,7 @@ class DockerRuntime(Runtime):
         docker_host: str | None = None,
         pull_timeout: float = 60.0,
         timeout: float = 60.0,
+        workers: int = 16,
     ) -> None:
         """Use `client` (a `docker.DockerClient`) if given, else connect to `docker_host`
         (e.g. `unix:///var/run/docker.sock`), else to what `DOCKER_HOST` names."""
@@ -117,11 +124,19 @@ class DockerRuntime(Runtime):
         self._seen: dict[str, tuple[str, Observed]] = {}
         self._seen_lock = threading.Lock()
         self._streams: weakref.WeakSet[ChangeStream] = weakref.WeakSet()
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None  # made on first use, again after close
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in one of the runtime's worker threads."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="shoal-docker")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     # -- the seam -------------------------------------------------------------------
 
     async def describe(self) -> NodeDescription:
-        info: Inspect = await asyncio.to_thread(lambda: self._api().info())
+        info: Inspect = await self._call(lambda: self._api().info())
         labels: dict[str, str] = {}
         for item in info.get("Labels") or []:
             key, _, value = str(item).partition("=")
@@ -137,16 +152,16 @@ class DockerRuntime(Runtime):
         )
 
     async def ensure(self, task: Task) -> Observed:
-        return await asyncio.to_thread(self._ensure_sync, task)
+        return await self._call(self._ensure_sync, task)
 
     async def stop(self, task_id: str, *, grace: float) -> Observed | None:
-        return await asyncio.to_thread(self._stop_sync, task_id, grace)
+        return await self._call(self._stop_sync, task_id, grace)
 
     async def remove(self, task_id: str) -> None:
-        await asyncio.to_thread(self._remove_sync, task_id)
+        await self._call(self._remove_sync, task_id)
 
     async def observe(self) -> list[Observed]:
-        return await asyncio.to_thread(self._observe_sync)
+        return await self._call(self._observe_sync)
 
     def changes(self) -> AsyncIterator[str]:
         """Task ids from the engine's event stream; call it from a coroutine.
@@ -178,7 +193,11 @@ class DockerRuntime(Runtime):
             stream.close()
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
-            await asyncio.to_thread(client.close)
+            await self._call(client.close)
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            # its threads end before close returns, as the default pool's did at loop close
+            await asyncio.to_thread(pool.shutdown, wait=True)
 
     # -- the work, in worker threads -------------------------------------------------
 
@@ -188,10 +207,15 @@ class DockerRuntime(Runtime):
             if self._client is None:
                 if self._docker_host:
                     self._client = docker.DockerClient(
-                        base_url=self._docker_host, version="auto", timeout=self._timeout
+                        base_url=self._docker_host,
+                        version="auto",
+                        timeout=self._timeout,
+                        max_pool_size=self._workers,
                     )
                 else:
-                    self._client = docker.from_env(version="auto", timeout=self._timeout)
+                    self._client = docker.from_env(
+                        version="auto", timeout=self._timeout, max_pool_size=self._workers
+                    )
             return self._client.api
 
     def _label_filter(self, task_id: str | None = None) -> list[str]:
