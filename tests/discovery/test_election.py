@@ -197,3 +197,34 @@ async def test_chaos_never_two_leaders_and_fast_failover(store: Store, store_url
         assert min(later) - frozen_at <= bound, (
             f"no new leader {min(later) - frozen_at:.1f} s after a freeze (bound {bound} s)"
         )
+
+
+@pytest.mark.parametrize("cluster_fixture", ["etcd_cluster", "consul_cluster"])
+async def test_election_works_with_one_member_of_three_down(
+    request: pytest.FixtureRequest, cluster_fixture: str
+) -> None:
+    cluster = request.getfixturevalue(cluster_fixture)
+    cluster.stop_member(0)  # the first endpoint listed: clients must fail over
+    try:
+        url = cluster.url()
+        async with await open_store(url) as one, await open_store(url) as two:
+            ttl = election_ttl(one)
+            first = await asyncio.wait_for(
+                Election(one, key="leader", value=b"a", ttl=ttl).campaign(), 30
+            )
+            await first.txn([], [Put("state", b"a")])
+            waiting = asyncio.ensure_future(
+                Election(two, key="leader", value=b"b", ttl=ttl).campaign()
+            )
+            await first.resign()
+            second = await asyncio.wait_for(waiting, failover_bound(one, ttl) + 10)
+            assert second.token > first.token
+            with pytest.raises(NotLeader):
+                await first.txn([], [Put("state", b"stale")])
+            await second.txn([], [Put("state", b"b")])
+            kv = await one.get("state")
+            assert kv is not None
+            assert kv.value == b"b"
+            await second.resign()
+    finally:
+        cluster.start_member(0)
