@@ -6,7 +6,9 @@ harness plugins, which start real servers once per session on loopback.
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,14 @@ def store_url(request: pytest.FixtureRequest) -> str:
     """A fresh, empty cluster prefix on each backend in turn."""
     url: str = request.getfixturevalue(f"{request.param}_url")
     return url
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """Commands run in-process (typer's CliRunner) set up logging on a stream that the
+    runner closes afterwards; later tests' log records would then fail to print."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
