@@ -8,6 +8,7 @@ validates input with them, and agents and managers parse store values with them.
 from controlplane.models.cluster import ClusterRecord, LeaderRecord, ManagerRecord
 from controlplane.models.node import Availability, NodeInfo, NodeRole, NodeSpec
 from controlplane.models.service import (
+    HealthCheck,
     PortConfig,
     ResourceSpec,
     RestartPolicy,
@@ -21,6 +22,7 @@ __all__ = [
     "Availability",
     "ClusterRecord",
     "Endpoint",
+    "HealthCheck",
     "LeaderRecord",
     "ManagerRecord",
     "NodeInfo",

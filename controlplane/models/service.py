@@ -83,6 +83,45 @@ class Placement(Strict):
     platforms: list[str] = Field(default_factory=list)  # "linux/amd64"
 
 
+HEALTH_TEST_KINDS = ("CMD", "CMD-SHELL", "NONE")
+MIN_HEALTH_DURATION = 0.001  # Docker refuses intervals, timeouts below 1 ms
+
+
+class HealthCheck(Strict):
+    """A container healthcheck, as Docker runs it; swarm mode's task health follows it.
+
+    `test` is `["CMD", executable, arg...]`, `["CMD-SHELL", "shell command"]`, or
+    `["NONE"]` to disable the image's own healthcheck. Durations are seconds; the
+    defaults are Docker's.
+    """
+
+    test: list[str]
+    interval_seconds: float = Field(default=30.0, ge=MIN_HEALTH_DURATION, le=86_400)
+    timeout_seconds: float = Field(default=30.0, ge=MIN_HEALTH_DURATION, le=86_400)
+    retries: int = Field(default=3, ge=1, le=1_000)
+    start_period_seconds: float = Field(default=0.0, ge=0, le=86_400)
+
+    @field_validator("test")
+    @classmethod
+    def _test(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError('must not be empty: ["CMD", ...], ["CMD-SHELL", "..."] or ["NONE"]')
+        kind, rest = value[0], value[1:]
+        if kind not in HEALTH_TEST_KINDS:
+            raise ValueError(f"must start with CMD, CMD-SHELL or NONE, not {kind!r}")
+        if kind == "NONE" and rest:
+            raise ValueError('["NONE"] takes no arguments')
+        if kind == "CMD" and (not rest or not rest[0]):
+            raise ValueError('["CMD", ...] needs the executable to run')
+        if kind == "CMD-SHELL" and (len(rest) != 1 or not rest[0].strip()):
+            raise ValueError('["CMD-SHELL", ...] takes exactly one non-empty shell command')
+        return value
+
+    @property
+    def disabled(self) -> bool:
+        return self.test[0] == "NONE"
+
+
 class ServiceSpec(Strict):
     """What the user asks for. Stored inside `ServiceRecord` with its version."""
 
@@ -107,6 +146,7 @@ class ServiceSpec(Strict):
     stop_signal: str | None = None
     stop_grace_period: float = Field(default=10.0, ge=0)
     init: bool = False
+    healthcheck: HealthCheck | None = None  # None: the image's own, if it has one
     stack: str | None = None
 
     @field_validator("name")

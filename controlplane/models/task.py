@@ -12,7 +12,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from controlplane.models.base import Document
-from controlplane.models.service import PortConfig
+from controlplane.models.service import HealthCheck, PortConfig
 
 
 class TaskState(StrEnum):
@@ -68,6 +68,7 @@ class TaskSpec(Document):
     stop_grace_seconds: float = 10.0
     hostname: str | None = None
     init: bool = False  # run an init process as PID 1 (forwards signals, reaps zombies)
+    healthcheck: HealthCheck | None = None  # None: the image's own, if it has one
 
 
 class Task(Document):

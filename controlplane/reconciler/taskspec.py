@@ -27,4 +27,5 @@ def task_spec_for(spec: ServiceSpec) -> TaskSpec:
         stop_signal=spec.stop_signal,
         stop_grace_seconds=spec.stop_grace_period,
         init=spec.init,
+        healthcheck=spec.healthcheck,
     )
