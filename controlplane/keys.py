@@ -2,7 +2,8 @@
 
 `pending/<task-id>` extends the design's table: a task no node fits lives there (with
 its status carrying the scheduler's explanation) until the leader places it, moving it
-to `tasks/<node-id>/<task-id>` in one transaction under the same id.
+to `tasks/<node-id>/<task-id>` in one transaction under the same id. `routes/<service>`
+(leader-written, fenced) is the routing mesh's table of a service's running endpoints.
 
 Every key is relative to the cluster prefix (the path of the discovery URL); the store
 backend adds the prefix. The table in docs/DESIGN.md lists who writes each key and for
@@ -20,6 +21,7 @@ SERVICES = "services/"
 TASKS = "tasks/"
 STATUS = "status/"
 PENDING = "pending/"
+ROUTES = "routes/"
 
 
 def manager(manager_id: str) -> str:
@@ -54,6 +56,12 @@ def status(task_id: str) -> str:
 def pending(task_id: str) -> str:
     """A task the leader could not place yet: no node id, the reason in its status."""
     return f"{PENDING}{task_id}"
+
+
+def route(service_name: str) -> str:
+    """The routing mesh's table for one service (leader-written): published port ->
+    running endpoints. Agents watch `routes/` to forward ingress ports."""
+    return f"{ROUTES}{service_name}"
 
 
 def last_segment(key: str) -> str:
