@@ -11,10 +11,13 @@ from controlplane.agent.runtime.base import (
     LABEL_SERVICE,
     LABEL_SLOT,
     LABEL_TASK,
+    LogLine,
     NodeDescription,
+    NotSupported,
     Observed,
     Runtime,
     TaskRejected,
+    UnknownTask,
 )
 
 __all__ = [
@@ -23,8 +26,11 @@ __all__ = [
     "LABEL_SERVICE",
     "LABEL_SLOT",
     "LABEL_TASK",
+    "LogLine",
     "NodeDescription",
+    "NotSupported",
     "Observed",
     "Runtime",
     "TaskRejected",
+    "UnknownTask",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from controlplane.models.task import Endpoint, Task, TaskState
 
@@ -22,6 +23,23 @@ LABEL_SLOT = "com.shoal.slot"
 
 class TaskRejected(Exception):
     """The runtime cannot run this task at all (image missing, bad spec): final."""
+
+
+class NotSupported(Exception):
+    """This runtime cannot do that (logs of a hollow task, images of a process node)."""
+
+
+class UnknownTask(LookupError):
+    """This node has no unit for that task (never ran here, or already removed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line a task wrote, without its newline; `time` is RFC 3339 when known."""
+
+    stream: Literal["stdout", "stderr"]
+    line: str
+    time: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +103,24 @@ class Runtime(abc.ABC):
 
     async def close(self) -> None:
         return None
+
+    # -- optional: what the agent's endpoint serves (logs, inspect, kill, images) -------
+
+    def logs(
+        self, task_id: str, *, tail: int | None, timestamps: bool, follow: bool
+    ) -> AsyncIterator[LogLine]:
+        """The task's output, oldest first: the last `tail` lines (None: all), then,
+        with `follow`, new lines as they come. `UnknownTask`, or `NotSupported`."""
+        raise NotSupported(f"the {self.name} runtime keeps no task logs")
+
+    async def inspect(self, task_id: str) -> dict[str, Any]:
+        """The engine's own description of the task's unit; `UnknownTask`, `NotSupported`."""
+        raise NotSupported(f"the {self.name} runtime cannot inspect a task")
+
+    async def kill(self, task_id: str, *, signal: str) -> None:
+        """Send `signal` (a name such as SIGKILL) to the task's unit; `UnknownTask`."""
+        raise NotSupported(f"the {self.name} runtime cannot signal a task")
+
+    async def images(self) -> list[dict[str, Any]]:
+        """The node's images, as the Docker Engine lists them (`/images/json`)."""
+        raise NotSupported(f"the {self.name} runtime has no images")

@@ -51,11 +51,14 @@ from controlplane.agent.runtime.base import (
     LABEL_SERVICE,
     LABEL_SLOT,
     LABEL_TASK,
+    LogLine,
     NodeDescription,
     Observed,
     Runtime,
     TaskRejected,
+    UnknownTask,
 )
+from controlplane.agent.runtime.docker_reads import follow_logs, image_summaries, read_logs
 from controlplane.agent.runtime.feed import ChangeStream
 from controlplane.models.service import PublishMode
 from controlplane.models.task import Endpoint, Task, TaskState
@@ -198,6 +201,51 @@ class DockerRuntime(Runtime):
             pool, self._pool = self._pool, None
             # its threads end before close returns, as the default pool's did at loop close
             await asyncio.to_thread(pool.shutdown, wait=True)
+
+    # -- what the agent's endpoint serves ---------------------------------------------
+
+    async def logs(
+        self, task_id: str, *, tail: int | None, timestamps: bool, follow: bool
+    ) -> AsyncIterator[LogLine]:
+        container_id = await self._call(self._container_of, task_id)
+        if follow:
+            async for line in follow_logs(
+                self._api(), container_id, tail=tail, timestamps=timestamps
+            ):
+                yield line
+            return
+        for line in await self._call(
+            lambda: read_logs(self._api(), container_id, tail=tail, timestamps=timestamps)
+        ):
+            yield line
+
+    async def inspect(self, task_id: str) -> dict[str, Any]:
+        container_id = await self._call(self._container_of, task_id)
+        try:
+            info: Inspect = await self._call(lambda: self._api().inspect_container(container_id))
+        except docker.errors.NotFound:
+            raise UnknownTask(task_id) from None
+        return info
+
+    async def kill(self, task_id: str, *, signal: str) -> None:
+        container_id = await self._call(self._container_of, task_id)
+        try:
+            await self._call(lambda: self._api().kill(container_id, signal=signal))
+        except docker.errors.NotFound:
+            raise UnknownTask(task_id) from None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # not running: nothing to signal
+                return
+            raise
+
+    async def images(self) -> list[dict[str, Any]]:
+        return await self._call(lambda: image_summaries(self._api()))
+
+    def _container_of(self, task_id: str) -> str:
+        found = self._find(task_id)
+        if not found:
+            raise UnknownTask(task_id)
+        return str(found[0]["Id"])
 
     # -- the work, in worker threads -------------------------------------------------
 
