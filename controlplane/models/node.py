@@ -35,6 +35,9 @@ class NodeInfo(Document):
     runtime: str = "docker"
     agent_version: str = ""
     agent_api: str = ""  # the agent's own HTTP endpoint, when it serves one
+    # Its bearer secret: readable by whoever reads the store (the managers), never shown
+    # by the REST API (NodeView lists fields one by one and leaves it out).
+    agent_secret: str = Field(default="", repr=False)
     started: float = 0.0
     instance: str = ""  # random per agent process: detects two agents claiming one id
 
