@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from controlplane.compose import support, units
 from controlplane.compose.envfile import EnvFileError, read_env_file
+from controlplane.compose.healthcheck import read_healthcheck
 from controlplane.compose.merge import as_mapping
 from controlplane.compose.ports import parse_port
 from controlplane.compose.problems import Location, Path, Problem
@@ -195,6 +196,10 @@ class _Service:
             )
         if raw.get("init") is not None:
             fields["init"] = self.read(("init",), units.boolean, raw["init"])
+        if raw.get("healthcheck") is not None:
+            fields["healthcheck"] = read_healthcheck(
+                raw["healthcheck"], error=self.error, warn=self.warn
+            )
         deploy = raw.get("deploy")
         fields.update(_Deploy(self, deploy if isinstance(deploy, Located) else None).fields())
         fields["labels"] = {**fields.get("labels", {}), **namespace}

@@ -29,6 +29,7 @@ SUPPORTED = frozenset(
         "stop_grace_period",
         "stop_signal",
         "init",
+        "healthcheck",
         "deploy",
     }
 )
@@ -86,8 +87,6 @@ NOT_YET = {
     "published ports, not by service name",
     "secrets": "shoal does not distribute secrets yet: tasks get no secret files",
     "configs": "shoal does not distribute configs yet: tasks get no config files",
-    "healthcheck": "shoal does not run health checks yet: a task counts as running "
-    "once its container has started",
     "hostname": "shoal does not set container hostnames yet",
     "dns": "shoal does not set DNS options yet",
     "dns_opt": "shoal does not set DNS options yet",

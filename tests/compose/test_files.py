@@ -145,11 +145,19 @@ def test_resources_entrypoint_and_command() -> None:
     ]
 
 
-def test_healthcheck_is_a_warning_not_a_silent_drop() -> None:
+def test_healthcheck_is_carried_into_the_spec() -> None:
     stack = deploy("healthcheck.yml")
-    assert written(stack) == {"shop_web": {"image": "nginx:1.27-alpine"}}
-    (warning,) = stack.warnings
-    assert str(warning).startswith("healthcheck.yml:4: services.web.healthcheck: not supported yet")
+    assert written(stack) == {
+        "shop_web": {
+            "image": "nginx:1.27-alpine",
+            "healthcheck": {
+                "test": ["CMD", "wget", "-qO-", "http://localhost/"],
+                "timeout_seconds": 5.0,
+                "start_period_seconds": 10.0,
+            },  # interval 30s and retries 3 are Docker's defaults
+        }
+    }
+    assert stack.warnings == []
 
 
 def test_env_file_then_environment_then_the_shell() -> None:
