@@ -1,7 +1,8 @@
 """One manager process: the store, the mirror, registration, the leader loop, the API.
 
     open store ─> bind socket ─> mirror ─┬─> registration (managers/<id>, own lease)
-                                         ├─> leader loop ──(while leading)──> reconciler
+                                         ├─> leader loop ──(while leading)──> reconciler,
+                                         │                                    routing tables
                                          ├─> leader-change counter
                                          └─> API server (every manager serves)
 
@@ -30,6 +31,7 @@ from controlplane.api.metrics import ManagerMetrics
 from controlplane.manager.config import ManagerConfig
 from controlplane.manager.leading import LeaderDuty, LeaderLoop
 from controlplane.manager.registration import Registration
+from controlplane.manager.routes import RouteWriter
 from controlplane.manager.server import ApiServer, bind, make_server
 from controlplane.models import LeaderRecord, ManagerRecord
 from controlplane.reconciler import Reconciler, ReconcilerConfig
@@ -207,7 +209,8 @@ class Manager:
                 fencing_token=leadership.token,
                 config=self.reconciler_config,
                 on_pass=self.metrics.reconcile_pass,
-            )
+            ),
+            RouteWriter(store, mirror, fencing_token=leadership.token),
         ]
 
     async def _count_leader_changes(self, mirror: ClusterMirror) -> None:
