@@ -8,7 +8,10 @@ stopped: the heartbeat, the executor, and the status flusher.
 
 Stopping revokes the node's lease at once, so its keys vanish and the managers see the
 node leave, and it leaves every container running: an agent is restarted far more often
-than its tasks should be, and the next agent adopts them.
+than its tasks should be, and the next agent adopts them. The one exception is asked for
+explicitly (`remove_units_on_stop`, `shoal agent --remove-tasks-on-stop`): a node that is
+gone for good with its agent, as a compose project's agent container is at `down`,
+removes its own units on a clean stop (never when the store is lost, never on SIGKILL).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class Agent:
         concurrency: int = 16,
         hostname: str | None = None,
         task_watch: TaskWatch | None = None,  # None: the store's; a fleet shares one
+        remove_units_on_stop: bool = False,
     ) -> None:
         if store is None and discovery is None:
             raise ValueError("an Agent needs a store or a discovery URL")
@@ -83,6 +87,7 @@ class Agent:
         self._resync_interval = resync_interval
         self._concurrency = concurrency
         self._hostname = hostname
+        self._remove_units_on_stop = remove_units_on_stop
         self.instance = new_instance()
         self.identity: Identity | None = None
         self.runtime: Runtime | None = None
@@ -240,11 +245,25 @@ class Agent:
             await self.heartbeat.stop()
         if self.runtime is not None:
             try:
-                await self.runtime.close()
+                await self.runtime.close()  # waits for engine calls still in flight
+                if self._remove_units_on_stop:
+                    await self._remove_units(self.runtime)
+                    await self.runtime.close()
             except Exception as exc:
                 log.warning("closing the runtime failed: %s", exc)
         if self._owns_store and self._store is not None:
             await self._store.close()
+
+    async def _remove_units(self, runtime: Runtime) -> None:
+        """Remove every unit of this node (asked for with `remove_units_on_stop`)."""
+        units = await runtime.observe()
+        log.info("removing this node's %d units (--remove-tasks-on-stop)", len(units))
+        results = await asyncio.gather(
+            *(runtime.remove(unit.task_id) for unit in units), return_exceptions=True
+        )
+        for unit, result in zip(units, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("removing task %s failed: %s", unit.task_id, result)
 
     async def _describe(self, runtime: Runtime) -> NodeDescription:
         """The node's description; waits (and says so) while the runtime does not answer,

@@ -83,6 +83,7 @@ class AgentSettings:
     runtime: RuntimeOptions
     hollow_nodes: int
     heartbeat: float
+    remove_tasks_on_stop: bool = False
 
 
 def agent(
@@ -173,6 +174,13 @@ def agent(
         metavar="LEVEL",
         help="debug, info, warning or error.",
     ),
+    remove_tasks_on_stop: bool = typer.Option(
+        False,
+        "--remove-tasks-on-stop",
+        envvar="SHOAL_REMOVE_TASKS_ON_STOP",
+        help="On a clean stop, remove this node's task containers (for a node that goes "
+        "away with its agent, as in a compose project). Off: they keep running.",
+    ),
 ) -> None:
     """Run this host as a node of the cluster, in the foreground."""
     if discovery and join:
@@ -206,6 +214,7 @@ def agent(
         ),
         hollow_nodes=hollow_nodes,
         heartbeat=parse_duration(heartbeat),
+        remove_tasks_on_stop=remove_tasks_on_stop,
     )
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
@@ -279,6 +288,7 @@ def _target(settings: AgentSettings, discovery: str) -> Agent | HollowFleet:
         discovery=discovery,
         labels=settings.labels,
         heartbeat_period=settings.heartbeat,
+        remove_units_on_stop=settings.remove_tasks_on_stop,
     )
 
 
