@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 import typer
 
@@ -72,6 +73,13 @@ def manager(
     manager_id: str | None = typer.Option(
         None, "--id", envvar="SHOAL_MANAGER_ID", help="This manager's id [default: a new one]."
     ),
+    agent_state_dir: Path | None = typer.Option(
+        None,
+        "--agent-state-dir",
+        metavar="DIR",
+        help="This host's agent state directory: the manager and this host's node share "
+        "one id, so `node ls` shows the node as the leader (as docker's init host is).",
+    ),
     docker_api: str | None = typer.Option(
         None,
         "--docker-api",
@@ -96,6 +104,10 @@ def manager(
         logging.getLogger(__name__).warning(
             "--docker-api %s: the Docker-compatible API is not served yet", docker_api
         )
+    if agent_state_dir is not None:
+        if manager_id is not None:
+            raise typer.BadParameter("give either --id or --agent-state-dir, not both")
+        manager_id = host_node_id(agent_state_dir)
     config = ManagerConfig(
         discovery=discovery,
         listen=address,
@@ -115,6 +127,28 @@ def manager(
         cause = f" ({exc.__cause__})" if exc.__cause__ else ""
         typer.echo(f"shoal manager: {exc}{cause}", err=True)
         raise typer.Exit(1) from None
+
+
+def host_node_id(state_dir: Path) -> str:
+    """The id of the node this host's agent runs as; when the agent has not joined yet,
+    an id is chosen now and saved in its state directory, which its join then claims."""
+    from controlplane.agent.identity import (
+        Identity,
+        IdentityError,
+        load_identity,
+        new_node_id,
+        save_identity,
+    )
+
+    try:
+        saved = load_identity(state_dir)
+        if saved is not None:
+            return saved.node_id
+        fresh = Identity(node_id=new_node_id(), cluster_id="", discovery="")
+        save_identity(state_dir, fresh)
+    except (IdentityError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--agent-state-dir") from None
+    return fresh.node_id
 
 
 async def serve(target: Manager) -> None:

@@ -1,18 +1,24 @@
-"""The walk-through, end to end, as a user types it: real store, manager, agent and Docker.
+"""The seed's walk-through, end to end, as a user types it: a real store (etcd, and the file
+store), a manager, two agents and Docker.
 
-    shoal manager --discovery file://...         (a process)
-    shoal swarm init                             -> the join command, the token saved
-    shoal swarm join --token T MANAGER           (a process: the agent, Docker runtime)
-    shoal node ls                                -> the node, Ready, its engine version
-    shoal service create -p ...:80 busybox httpd -> waits; curl answers from the container
-    shoal service update --env-add ...           -> a new container answers
-    shoal service rollback / scale web=0         -> back, then nothing runs
-    shoal stack deploy -c compose.yml demo       -> both replicas run in Docker
-    shoal stack rm demo / service rm web         -> the containers go
+    machine 1:  shoal manager --discovery URL --agent-state-dir A1   (a process)
+                shoal swarm init                   -> prints `shoal swarm join --token T ADDR`
+                shoal swarm join --token T ADDR    (a process: this host's node, 127.0.0.2)
+    machine 2:  shoal swarm join --token T ADDR    (a process: a second node, 127.0.0.3)
+    machine 1:  shoal node ls                      -> both Ready; this host's is the Leader
+                shoal stack deploy -c compose.yml test   (web: 5 replicas, a port)
+                shoal service ps test_web          -> 5 running, on both nodes
+                (edit the file: 8 replicas) shoal stack deploy ... -> 8 run; the 5 are kept
+                shoal stack rm test                -> no container of the cluster is left
+    machine 2:  (stop the agent) shoal swarm leave --force
 
-Only the first and third lines are processes; every `shoal` command runs in-process with
-the environment a user would have after `swarm init` (the config file), so its output
-and exit code are checked as the user would read them.
+The processes are the manager and the agents; every `shoal` command runs in-process with
+the environment a user has after `swarm init` (the config file), so its output and exit
+code are checked as the user would read them. The routing mesh is not part of this test:
+each task is reached on the port Docker published for it on its node's address.
+
+`test_service_verbs` walks `service create / update / rollback / scale` on the same
+cluster (file store only: it tests the CLI, not the store).
 """
 
 from __future__ import annotations
@@ -33,24 +39,51 @@ from controlplane.agent.runtime.base import LABEL_CLUSTER, LABEL_SERVICE
 from controlplane.cli import service as service_cli
 from tests.cli.conftest import shoal
 from tests.cli.test_processes import CLI, process_env
-from tests.harness.images import ensure_busybox_image, http_hostname_server, shell_until_sigterm
+from tests.harness.images import ensure_busybox_image, http_hostname_server
 from tests.harness.process import ServerProcess, free_port, port_open
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+MACHINE_1, MACHINE_2 = "127.0.0.2", "127.0.0.3"
 
 
 @dataclass
 class Walk:
     url: str
-    port: int
     image: str
     engine: Any  # docker.DockerClient
+    tmp: Path
+    join_line: str  # as `swarm init` printed it
     cluster_id: str
+    agents: dict[str, ServerProcess]  # by address
+    state_dirs: dict[str, Path]  # by address
 
-    def containers(self, service: str) -> list[Any]:
-        labels = [f"{LABEL_CLUSTER}={self.cluster_id}", f"{LABEL_SERVICE}={service}"]
-        found: list[Any] = self.engine.containers.list(filters={"label": labels})
+    def containers(self, service: str | None = None, *, all: bool = False) -> list[Any]:
+        """The cluster's containers in Docker (of `service`), by the labels agents write."""
+        labels = [f"{LABEL_CLUSTER}={self.cluster_id}"]
+        if service is not None:
+            labels.append(f"{LABEL_SERVICE}={service}")
+        found: list[Any] = self.engine.api.containers(all=all, filters={"label": labels})
         return found
+
+    def join(self, addr: str) -> ServerProcess:
+        """Run the printed join command on the "machine" at `addr`, as its user would."""
+        state_dir = self.state_dirs.setdefault(addr, self.tmp / f"agent-{addr}")
+        agent = ServerProcess(
+            name=f"agent-{addr}",
+            argv=[
+                *CLI,
+                *self.join_line.split()[1:],  # swarm join --token T 127.0.0.1:PORT
+                *("--advertise-addr", addr, "--state-dir", str(state_dir)),
+                *("--runtime", "docker"),
+            ],
+            log_dir=self.tmp,
+            ready=lambda: True,
+            env=process_env(),
+        )
+        self.agents[addr] = agent
+        agent.start()
+        return agent
 
 
 def ok(*args: str) -> Result:
@@ -60,156 +93,197 @@ def ok(*args: str) -> Result:
     return result
 
 
-def eventually(check: Callable[[], bool], *, within: float = 30.0, what: str) -> None:
+def eventually(check: Callable[[], bool], *, within: float = 60.0, what: str) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(0.2)
+        time.sleep(0.3)
     raise AssertionError(f"not within {within} s: {what}")
 
 
-@pytest.fixture
-def walk(dockerd: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Walk]:
+@pytest.fixture(params=["etcd", "file"])
+def walk(
+    request: pytest.FixtureRequest,
+    dockerd: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Walk]:
+    """Machine 1's manager, the cluster initialised through it, and its own node joined;
+    `walk.join(MACHINE_2)` joins the second machine."""
     monkeypatch.setattr(service_cli, "POLL_SECONDS", 0.2)
+    monkeypatch.setenv("DOCKER_HOST", dockerd)  # the agents' engine
+    discovery = (
+        request.getfixturevalue("etcd_url") if request.param == "etcd" else f"file://{tmp_path}/s"
+    )
     engine = docker.DockerClient(base_url=dockerd)
     image = ensure_busybox_image(engine)
+    machine_1_dir = tmp_path / "agent-1"
+    monkeypatch.setenv("SHOAL_STATE_DIR", str(machine_1_dir))  # the commands run on machine 1
     port = free_port()
     manager = ServerProcess(
         name="manager",
         argv=[
-            *CLI,
-            "manager",
-            "--discovery",
-            f"file://{tmp_path}/store",
-            "--listen",
-            f"127.0.0.1:{port}",
+            *(*CLI, "manager", "--discovery", discovery, "--listen", f"127.0.0.1:{port}"),
+            *("--agent-state-dir", str(machine_1_dir)),
         ],
         log_dir=tmp_path,
         ready=lambda: port_open("127.0.0.1", port),
         env=process_env(),
+        start_timeout=60,
     )
     manager.start()
     url = f"http://127.0.0.1:{port}"
-    agent: ServerProcess | None = None
-    cluster_id = ""
+    walk: Walk | None = None
     try:
         init = ok("swarm", "init", "--host", url)
         join_line = next(line for line in init.stdout.splitlines() if "shoal swarm join" in line)
-        cluster_id = init.stdout.split()[1]
-        join_args = join_line.split()[1:]  # swarm join --token T 127.0.0.1:PORT
-        agent = ServerProcess(
-            name="agent",
-            argv=[
-                *CLI,
-                *join_args,
-                "--runtime",
-                "docker",
-                "--advertise-addr",
-                "127.0.0.1",
-                "--state-dir",
-                str(tmp_path / "agent"),
-            ],
-            log_dir=tmp_path,
-            ready=lambda: True,
-            env=process_env({"DOCKER_HOST": dockerd}),
+        walk = Walk(
+            url=url,
+            image=image,
+            engine=engine,
+            tmp=tmp_path,
+            join_line=join_line.strip(),
+            cluster_id=init.stdout.split()[1],  # "Cluster <id> initialised ..."
+            agents={},
+            state_dirs={MACHINE_1: machine_1_dir},
         )
-        agent.start()
-        yield Walk(url=url, port=port, image=image, engine=engine, cluster_id=cluster_id)
+        walk.join(MACHINE_1)
+        yield walk
     finally:
-        if manager.running:  # remove what is left, and let the agent stop its containers
-            for service in json.loads(shoal("service", "ls", "--format", "json").stdout or "[]"):
-                shoal("service", "rm", service["name"])
-        if agent is not None:
-            eventually(lambda: not engine_has(engine, cluster_id), within=20, what="cleanup")
-            agent.stop()
+        if walk is not None:
+            if manager.running:  # remove what is left, and let the agents stop it
+                left = shoal("service", "ls", "--format", "json").stdout
+                for service in json.loads(left or "[]"):
+                    shoal("service", "rm", service["name"])
+                if any(agent.running for agent in walk.agents.values()):
+                    eventually(lambda: not walk.containers(), within=30, what="cleanup")
+            for agent in walk.agents.values():
+                agent.stop()
         manager.stop()
-        if cluster_id:
-            for container in engine.containers.list(
-                all=True, filters={"label": f"{LABEL_CLUSTER}={cluster_id}"}
-            ):
-                container.remove(force=True)
+        if walk is not None:
+            for container in walk.containers(all=True):
+                engine.api.remove_container(container["Id"], force=True)
         engine.close()
 
 
 def test_walkthrough(walk: Walk, tmp_path: Path) -> None:
-    eventually(lambda: "Ready" in shoal("node", "ls").stdout, what="the joined node to be ready")
-    nodes = ok("node", "ls").stdout.splitlines()
-    assert nodes[0].startswith("ID                            HOSTNAME   STATUS   AVAILABILITY")
-    (node,) = nodes[1:]
-    columns = node.split()
-    assert columns[1] == "*"  # the agent's state dir is this machine's: it is this node
-    assert columns[3:5] == ["Ready", "Active"]
-    assert columns[-1] == walk.engine.version()["Version"]
+    walk.join(MACHINE_2)
+    eventually(lambda: shoal("node", "ls").stdout.count(" Ready ") == 2, what="two nodes ready")
+    header, *nodes = ok("node", "ls").stdout.splitlines()
+    assert header.split() == [
+        "ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER", "STATUS", "ENGINE", "VERSION"
+    ]  # fmt: skip
+    this = next(line for line in nodes if " * " in line)  # machine 1's node, marked `*`
+    assert this.split()[3:6] == ["Ready", "Active", "Leader"]
+    other = next(line for line in nodes if line != this)
+    assert other.split()[2:4] == ["Ready", "Active"]
+    assert "Leader" not in other
 
-    web_port = free_port()
+    compose = tmp_path / "docker-compose.yml"
+    published = free_port()
+    write_compose(compose, image=walk.image, replicas=5, published=published)
+    deployed = ok("stack", "deploy", "-c", str(compose), "test")
+    assert deployed.stdout == "Creating service test_web\n"
+
+    five = running_tasks("test_web")
+    assert len(five) == 5
+    assert len({task["node_id"] for task in five}) == 2  # spread across both machines
+    assert {task["node"] for task in five} == {MACHINE_1, MACHINE_2}
+    answers = {task_answer(task) for task in five}
+    assert answers == {task["container_id"][:12] for task in five}  # five containers serve
+    table = ok("service", "ps", "test_web").stdout.splitlines()
+    assert sum(" Running " in line for line in table) == 5
+
+    write_compose(compose, image=walk.image, replicas=8, published=published)
+    redeployed = ok("stack", "deploy", "-c", str(compose), "test")
+    assert redeployed.stdout == "Updating service test_web\n"
+    eight = running_tasks("test_web")
+    assert len(eight) == 8
+    assert {t["id"] for t in five} <= {t["id"] for t in eight}  # scaling kept the five
+    assert len(walk.containers("test_web")) == 8
+
+    ok("stack", "rm", "test")
+    eventually(lambda: walk.containers(all=True) == [], what="every container of the stack gone")
+    assert ok("stack", "ls").stdout.splitlines() == ["NAME   SERVICES"]
+
+    walk.agents[MACHINE_2].stop()  # the second machine stops its agent, then leaves
+    left = ok("swarm", "leave", "--force", "--state-dir", str(walk.state_dirs[MACHINE_2]))
+    assert left.stdout.startswith("Node ")
+    assert "left the cluster" in left.stdout
+    assert len(ok("node", "ls", "-q").stdout.split()) == 1
+
+
+@pytest.mark.parametrize("walk", ["file"], indirect=True)
+def test_service_verbs(walk: Walk) -> None:
+    eventually(lambda: " Ready " in shoal("node", "ls").stdout, what="the node to be ready")
     created = ok(
         "service", "create", "--name", "web", "--stop-grace-period", "2s",
-        "--update-monitor", "1s", "-p", f"published={web_port},target=80,mode=host",
-        walk.image, *http_hostname_server(80),
+        "--update-monitor", "1s", "-p", "80", walk.image, *http_hostname_server(80),
     )  # fmt: skip
     assert "web: overall progress: 1 out of 1 tasks" in created.stderr
-    first = answer(web_port)
-    assert first == running_container(walk, "web")[:12]  # the container's own hostname
+    (task,) = running_tasks("web")
+    first = task_answer(task)
+    assert first == task["container_id"][:12]  # the container's own hostname
 
     ok("service", "update", "--env-add", "GREETING=hello", "web")
-    second = answer(web_port)
+    (task,) = running_tasks("web")
+    second = task_answer(task)
     assert second != first
-    assert container_env(walk, "web").get("GREETING") == "hello"
+    assert container_env(walk, task["container_id"]).get("GREETING") == "hello"
 
     ok("service", "rollback", "web")
-    assert "GREETING" not in container_env(walk, "web")
-    assert answer(web_port) not in (first, second)
+    (task,) = running_tasks("web")
+    assert "GREETING" not in container_env(walk, task["container_id"])
+    assert task_answer(task) not in (first, second)
 
     ok("service", "scale", "web=0")
     assert walk.containers("web") == []  # no running container for it any more
-
-    compose = tmp_path / "compose.yml"
-    compose.write_text(
-        "services:\n"
-        "  sleeper:\n"
-        f"    image: {walk.image}\n"
-        # compose reads `$` as a variable: the shell's `$!` is written `$$!`
-        f"    command: {json.dumps(shell_until_sigterm()).replace('$', '$$')}\n"
-        "    stop_grace_period: 2s\n"
-        "    deploy:\n"
-        "      replicas: 2\n"
-    )
-    deployed = ok("stack", "deploy", "-c", str(compose), "demo")
-    assert deployed.stdout == "Creating service demo_sleeper\n"
-    assert len(walk.containers("demo_sleeper")) == 2
-    services = ok("stack", "services", "demo").stdout
-    assert "2/2" in services
-
-    ok("stack", "rm", "demo")
-    eventually(lambda: walk.containers("demo_sleeper") == [], within=30, what="stack removed")
     ok("service", "rm", "web")
 
 
-def engine_has(engine: Any, cluster_id: str) -> bool:
-    """Whether any container of this cluster still runs."""
-    return bool(engine.containers.list(filters={"label": f"{LABEL_CLUSTER}={cluster_id}"}))
+def write_compose(path: Path, *, image: str, replicas: int, published: int) -> None:
+    """The seed's compose file: a web service with `replicas` tasks publishing a port."""
+    path.write_text(
+        "services:\n"
+        "  web:\n"
+        f"    image: {image}\n"
+        # compose reads `$` as a variable: the shell's `$!` is written `$$!`
+        f"    command: {json.dumps(http_hostname_server(80)).replace('$', '$$')}\n"
+        "    init: true\n"
+        "    stop_grace_period: 2s\n"
+        "    ports:\n"
+        f'      - "{published}:80"\n'
+        "    deploy:\n"
+        f"      replicas: {replicas}\n"
+    )
 
 
-def answer(port: int) -> str:
-    """The body served on the node's published port (retried while a task starts)."""
-    deadline = time.monotonic() + 20
+def running_tasks(service: str) -> list[dict[str, Any]]:
+    """`service ps --format json`'s desired-running tasks, with each one's node address."""
+    tasks = json.loads(ok("service", "ps", service, "--format", "json").stdout)
+    nodes = {node["id"]: node for node in json.loads(ok("node", "ls", "--format", "json").stdout)}
+    live = [t for t in tasks if t["desired_state"] == "running"]
+    for task in live:
+        assert task["state"] == "running", task
+        task["node"] = nodes[task["node_id"]]["addr"]
+    return live
+
+
+def task_answer(task: dict[str, Any]) -> str:
+    """What the task's container serves on the port Docker published for it."""
+    (endpoint,) = task["endpoints"]
+    url = f"http://{endpoint['host_ip']}:{endpoint['published_port']}/"
+    deadline = time.monotonic() + 30
     while True:
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text.strip()
+            return httpx.get(url, timeout=2).text.strip()
         except httpx.HTTPError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
 
 
-def running_container(walk: Walk, service: str) -> str:
-    (container,) = walk.containers(service)
-    container_id: str = container.id
-    return container_id
-
-
-def container_env(walk: Walk, service: str) -> dict[str, str]:
-    (container,) = walk.containers(service)
-    pairs = container.attrs["Config"]["Env"] or []
+def container_env(walk: Walk, container_id: str) -> dict[str, str]:
+    pairs = walk.engine.api.inspect_container(container_id)["Config"]["Env"] or []
     return dict(pair.split("=", 1) for pair in pairs)
