@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from controlplane import keys
+from controlplane.agent.api.server import AgentEndpoint, EndpointError
 from controlplane.agent.backoff import Backoff
 from controlplane.agent.executor import Executor, TaskWatch
 from controlplane.agent.heartbeat import Heartbeat
@@ -72,10 +73,13 @@ class Agent:
         hostname: str | None = None,
         task_watch: TaskWatch | None = None,  # None: the store's; a fleet shares one
         remove_units_on_stop: bool = False,
+        api_port: int | None = None,  # serve the agent endpoint on this port (0: any)
     ) -> None:
         if store is None and discovery is None:
             raise ValueError("an Agent needs a store or a discovery URL")
         self._task_watch = task_watch
+        self._api_port = api_port
+        self.endpoint: AgentEndpoint | None = None
         self._runtime_source = runtime
         self.state_dir = state_dir
         self.advertise_addr = advertise_addr
@@ -121,6 +125,13 @@ class Agent:
             runtime = runtime(identity)
         self.runtime = runtime
         description = await self._describe(runtime)
+        if self._api_port is not None and self.endpoint is None:
+            try:
+                self.endpoint = AgentEndpoint(
+                    runtime=runtime, host=self.advertise_addr, port=self._api_port
+                )
+            except EndpointError as exc:
+                raise AgentError(str(exc)) from None
         info = NodeInfo(
             id=identity.node_id,
             hostname=self._hostname or description.hostname,
@@ -135,6 +146,8 @@ class Agent:
             agent_version=__version__,
             started=time.time(),
             instance=self.instance,
+            agent_api=self.endpoint.url if self.endpoint else "",
+            agent_secret=self.endpoint.secret if self.endpoint else "",
         )
         spec = NodeSpec(id=identity.node_id, labels=self.labels, joined=time.time())
         reporter = StatusReporter(store)
@@ -189,6 +202,8 @@ class Agent:
                 asyncio.create_task(executor.run(), name="executor"),
                 asyncio.create_task(reporter.run(), name="status"),
             ]
+            if self.endpoint is not None:
+                loops.append(asyncio.create_task(self.endpoint.serve(), name="endpoint"))
             stopping = asyncio.create_task(self._stopping.wait())
             try:
                 done, _ = await asyncio.wait(
@@ -243,6 +258,9 @@ class Agent:
         self._closed = True
         if self.heartbeat is not None:
             await self.heartbeat.stop()
+        if self.endpoint is not None:
+            self.endpoint.stop()
+            self.endpoint.close()
         if self.runtime is not None:
             try:
                 await self.runtime.close()  # waits for engine calls still in flight

@@ -84,6 +84,7 @@ class AgentSettings:
     hollow_nodes: int
     heartbeat: float
     remove_tasks_on_stop: bool = False
+    api_port: int = 0
 
 
 def agent(
@@ -181,6 +182,16 @@ def agent(
         help="On a clean stop, remove this node's task containers (for a node that goes "
         "away with its agent, as in a compose project). Off: they keep running.",
     ),
+    api_port: int = typer.Option(
+        0,
+        "--api-port",
+        envvar="SHOAL_AGENT_API_PORT",
+        min=0,
+        max=65535,
+        metavar="PORT",
+        help="Port of the agent endpoint (logs, inspect, kill for managers), on the "
+        "advertise address; 0: any free port (the node record names it).",
+    ),
 ) -> None:
     """Run this host as a node of the cluster, in the foreground."""
     if discovery and join:
@@ -215,6 +226,7 @@ def agent(
         hollow_nodes=hollow_nodes,
         heartbeat=parse_duration(heartbeat),
         remove_tasks_on_stop=remove_tasks_on_stop,
+        api_port=api_port,
     )
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
@@ -289,6 +301,7 @@ def _target(settings: AgentSettings, discovery: str) -> Agent | HollowFleet:
         labels=settings.labels,
         heartbeat_period=settings.heartbeat,
         remove_units_on_stop=settings.remove_tasks_on_stop,
+        api_port=None if settings.runtime.name == "hollow" else settings.api_port,
     )
 
 
