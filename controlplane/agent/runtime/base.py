@@ -67,6 +67,7 @@ class Observed:
     endpoints: tuple[Endpoint, ...] = ()
     started_at: float | None = None
     finished_at: float | None = None
+    needs_stop: bool = False  # failed while its unit still runs (unhealthy): stop it
 
 
 class Runtime(abc.ABC):

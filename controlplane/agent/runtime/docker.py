@@ -21,6 +21,13 @@ and the event stream behind `changes()` gets a thread of its own, because it blo
 as long as it is open. The client is created on first use, in a thread, so building a
 runtime never blocks the event loop and never fails because the engine is down.
 
+A task's healthcheck (or the image's own) is the container's: while the engine says
+"starting" the task is `starting`, once healthy `running`, and when unhealthy `failed`
+with "unhealthy container" and `needs_stop` (the executor stops it; the reconciler's
+restart policy replaces it), as in swarm mode. Health changes arrive as the engine's
+`health_status` events, and `observe()` re-inspects a container whose listed health
+changed, so a lost event costs one resync period, not the transition.
+
 An image that is not on the node is pulled, within `pull_timeout`; if that fails the task
 is rejected with the engine's reason. Swarm mode asks the registry before every start;
 that stalls where registries are slow or unreachable, so the local image wins here.
@@ -60,7 +67,7 @@ from controlplane.agent.runtime.base import (
 )
 from controlplane.agent.runtime.docker_reads import follow_logs, image_summaries, read_logs
 from controlplane.agent.runtime.feed import ChangeStream
-from controlplane.models.service import PublishMode
+from controlplane.models.service import HealthCheck, PublishMode
 from controlplane.models.task import Endpoint, Task, TaskState
 
 log = logging.getLogger(__name__)
@@ -69,8 +76,12 @@ T = TypeVar("T")
 
 Inspect = dict[str, Any]
 
-# Container events that change what `observe()` reports for a task.
-EVENT_ACTIONS = ("start", "die", "oom", "destroy")
+# Container events that change what `observe()` reports for a task. The engine matches
+# "health_status" as a prefix of its "health_status: healthy" (and so on) actions.
+EVENT_ACTIONS = ("start", "die", "oom", "destroy", "health_status")
+
+#: Why a task whose container's healthcheck failed is failed (swarm mode's words).
+UNHEALTHY = "unhealthy container"
 
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 _RUNNING_STATES = frozenset({"running", "paused", "restarting"})
@@ -384,6 +395,7 @@ class DockerRuntime(Runtime):
                 ports=exposed or None,
                 stop_signal=spec.stop_signal,
                 stop_timeout=math.ceil(spec.stop_grace_seconds),
+                healthcheck=_healthcheck(spec.healthcheck),
                 host_config=host_config,
                 detach=True,
                 use_config_proxy=False,
@@ -439,7 +451,7 @@ class DockerRuntime(Runtime):
             present.add(container_id)
             with self._seen_lock:
                 cached = self._seen.get(container_id)
-            if cached is not None and cached[0] == summary.get("State"):
+            if cached is not None and cached[0] == _summary_key(summary):
                 result.append(cached[1])
                 continue
             try:
@@ -464,7 +476,7 @@ class DockerRuntime(Runtime):
     def _remember(self, info: Inspect) -> Observed:
         observed = _observed(info)
         with self._seen_lock:
-            self._seen[observed.container_id] = (str(info["State"]["Status"]), observed)
+            self._seen[observed.container_id] = (_inspect_key(info), observed)
         return observed
 
 
@@ -487,12 +499,17 @@ def _observed(info: Inspect) -> Observed:
     error = str(state.get("Error") or "")
     endpoints: tuple[Endpoint, ...] = ()
     message = ""
+    needs_stop = False
     if status in _RUNNING_STATES:
-        task_state = TaskState.RUNNING
+        # With a healthcheck, swarm mode's task runs only once its container is healthy.
+        health = _health(info)
+        task_state = TaskState.STARTING if health == "starting" else TaskState.RUNNING
         exit_code = None
         endpoints = _endpoints(info)
         if status == "paused":
             message = "container is paused"
+        if health == "unhealthy":
+            task_state, message, needs_stop = TaskState.FAILED, UNHEALTHY, True
     elif status == "created":
         if error:
             task_state = TaskState.FAILED
@@ -526,7 +543,50 @@ def _observed(info: Inspect) -> Observed:
         finished_at=(
             None if task_state is TaskState.RUNNING else parse_docker_time(state.get("FinishedAt"))
         ),
+        needs_stop=needs_stop,
     )
+
+
+# -- health -------------------------------------------------------------------------
+
+_NANOS = 1_000_000_000
+_SUMMARY_HEALTH = (("(health: starting)", "starting"), ("(unhealthy)", "unhealthy"))
+
+
+def _healthcheck(check: HealthCheck | None) -> dict[str, Any] | None:
+    """The engine's `Healthcheck` config (durations in nanoseconds); None: the image's."""
+    if check is None:
+        return None
+    if check.disabled:
+        return {"Test": ["NONE"]}
+    return {
+        "Test": list(check.test),
+        "Interval": round(check.interval_seconds * _NANOS),
+        "Timeout": round(check.timeout_seconds * _NANOS),
+        "Retries": check.retries,
+        "StartPeriod": round(check.start_period_seconds * _NANOS),
+    }
+
+
+def _health(info: Inspect) -> str:
+    """`starting`, `healthy`, `unhealthy`, or "" for a container without a healthcheck."""
+    health = info["State"].get("Health") or {}
+    return str(health.get("Status") or "")
+
+
+def _inspect_key(info: Inspect) -> str:
+    """What `observe()` compares to skip inspecting: the state word and the health."""
+    return f"{info['State'].get('Status', '')}/{_health(info)}"
+
+
+def _summary_key(summary: Inspect) -> str:
+    """The same key from the container list, whose Status text carries the health."""
+    text = str(summary.get("Status") or "")
+    health = "healthy" if "(healthy)" in text else ""
+    for marker, word in _SUMMARY_HEALTH:
+        if marker in text:
+            health = word
+    return f"{summary.get('State', '')}/{health}"
 
 
 def _endpoints(info: Inspect) -> tuple[Endpoint, ...]:
