@@ -12,7 +12,16 @@ from fastapi import FastAPI
 from controlplane.api import errors
 from controlplane.api.context import ApiContext
 from controlplane.api.limits import BodyLimit
-from controlplane.api.routes import events, health, metrics, nodes, services, swarm, tasks
+from controlplane.api.routes import (
+    events,
+    health,
+    logs,
+    metrics,
+    nodes,
+    services,
+    swarm,
+    tasks,
+)
 from controlplane.version import __version__
 
 DESCRIPTION = """\
@@ -30,6 +39,7 @@ ROUTERS = (
     nodes.router,
     services.router,
     tasks.router,
+    logs.router,
     events.router,
     metrics.router,
 )
