@@ -10,8 +10,10 @@ It follows `tasks/<node-id>/`: a listing, then a watch from the listing's revisi
 - key deleted: `runtime.remove(task)`, and its status key goes too.
 
 The runtime's `changes()` name units that started or exited; the executor observes them
-and reports `complete` or `failed` with the exit code. A task that reached a final state
-is never started again: replacing it is the reconciler's decision, with a new task.
+and reports `complete` or `failed` with the exit code. A unit that failed while it still
+runs (an unhealthy container: `needs_stop`) is reported failed and then stopped. A task
+that reached a final state is never started again: replacing it is the reconciler's
+decision, with a new task.
 
 Every `resync_interval` (and at start, before anything else) the executor lists the
 runtime's units and compares: a unit whose task exists is adopted as it is (never
@@ -386,6 +388,8 @@ class Executor:
         missing, slot.missing = slot.missing, False
         if task is None:
             await self._remove(slot)
+        elif unit is not None and unit.needs_stop:
+            await self._stop_failed(slot, task, unit)
         elif task.desired_state is DesiredState.SHUTDOWN:
             await self._shut_down(slot, task)
         else:
@@ -425,6 +429,21 @@ class Executor:
             await self._report(slot, TaskState.FAILED, message="could not start", error=str(exc))
             return
         await self._report_unit(slot, unit)
+
+    async def _stop_failed(self, slot: _Slot, task: Task, unit: Observed) -> None:
+        """A unit that failed while still running (unhealthy): report it, then stop it.
+
+        Reported first, so that the reconciler starts the replacement while this one
+        takes its grace period to stop. Its status stays the failure, not `shutdown`.
+        """
+        await self._report_unit(slot, unit)
+        try:
+            async with self._acting(slot):
+                await self._runtime.stop(task.id, grace=task.spec.stop_grace_seconds)
+        except Exception as exc:
+            log.warning(
+                "node %s: failed task %s could not be stopped: %s", self.node_id, task.id, exc
+            )
 
     async def _shut_down(self, slot: _Slot, task: Task) -> None:
         if slot.reported is not None and slot.reported.state.terminal:
