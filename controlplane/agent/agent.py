@@ -4,7 +4,8 @@
 `shoal up` run it in-process. Starting resolves who the node is (the state directory's
 `node.json`, or a new id), learns the cluster id from the store, registers the node
 (refusing a node id that another live agent holds), then runs three loops until
-stopped: the heartbeat, the executor, and the status flusher.
+stopped: the heartbeat, the executor, and the status flusher; with `mesh` (not on
+hollow nodes), also the routing mesh's listeners (`controlplane.agent.mesh`).
 
 Stopping revokes the node's lease at once, so its keys vanish and the managers see the
 node leave, and it leaves every container running: an agent is restarted far more often
@@ -39,6 +40,7 @@ from controlplane.agent.identity import (
     node_file,
     save_identity,
 )
+from controlplane.agent.mesh import MeshConfig, RoutingMesh
 from controlplane.agent.runtime import NodeDescription, Runtime
 from controlplane.agent.status import StatusReporter
 from controlplane.models import ClusterRecord, NodeInfo, NodeSpec
@@ -74,6 +76,7 @@ class Agent:
         task_watch: TaskWatch | None = None,  # None: the store's; a fleet shares one
         remove_units_on_stop: bool = False,
         api_port: int | None = None,  # serve the agent endpoint on this port (0: any)
+        mesh: MeshConfig | None = None,  # None: no routing mesh (hollow nodes never have one)
     ) -> None:
         if store is None and discovery is None:
             raise ValueError("an Agent needs a store or a discovery URL")
@@ -92,6 +95,8 @@ class Agent:
         self._concurrency = concurrency
         self._hostname = hostname
         self._remove_units_on_stop = remove_units_on_stop
+        self._mesh_config = mesh
+        self.mesh: RoutingMesh | None = None
         self.instance = new_instance()
         self.identity: Identity | None = None
         self.runtime: Runtime | None = None
@@ -168,6 +173,13 @@ class Agent:
                 log.warning("node %s cannot register yet: %s", identity.node_id, exc)
                 await asyncio.sleep(backoff.next_delay())
         self.reporter, self.heartbeat = reporter, heartbeat
+        if self._mesh_config is not None and runtime.name != "hollow":
+            self.mesh = RoutingMesh(
+                store,
+                address=self.advertise_addr,
+                proxy_protocol=self._mesh_config.proxy_protocol,
+                connect_timeout=self._mesh_config.connect_timeout,
+            )
         self.executor = Executor(
             store,
             runtime,
@@ -204,6 +216,8 @@ class Agent:
             ]
             if self.endpoint is not None:
                 loops.append(asyncio.create_task(self.endpoint.serve(), name="endpoint"))
+            if self.mesh is not None:
+                loops.append(asyncio.create_task(self.mesh.run(), name="routing mesh"))
             stopping = asyncio.create_task(self._stopping.wait())
             try:
                 done, _ = await asyncio.wait(
