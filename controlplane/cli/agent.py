@@ -26,6 +26,7 @@ from controlplane.agent.fleet import HollowFleet, hollow_state_dir
 from controlplane.agent.heartbeat import NodeIdConflict
 from controlplane.agent.identity import Identity, IdentityError, load_identity
 from controlplane.agent.join import JoinError, joined_identity
+from controlplane.agent.mesh import MeshConfig
 from controlplane.agent.runtime.registry import UnknownRuntime
 from controlplane.agent.runtime_factory import RuntimeOptions, check_runtime_name, runtime_factory
 from discovery import DiscoveryError
@@ -85,6 +86,8 @@ class AgentSettings:
     heartbeat: float
     remove_tasks_on_stop: bool = False
     api_port: int = 0
+    mesh: bool = True
+    mesh_proxy_protocol: bool = False
 
 
 def agent(
@@ -192,6 +195,19 @@ def agent(
         help="Port of the agent endpoint (logs, inspect, kill for managers), on the "
         "advertise address; 0: any free port (the node record names it).",
     ),
+    mesh: bool = typer.Option(
+        True,
+        "--mesh/--no-mesh",
+        envvar="SHOAL_MESH",
+        help="Routing mesh: answer on every ingress-published port on the advertise "
+        "address and forward to the service's running tasks (never on hollow nodes).",
+    ),
+    mesh_proxy_protocol: bool = typer.Option(
+        False,
+        "--mesh-proxy-protocol",
+        envvar="SHOAL_MESH_PROXY_PROTOCOL",
+        help="Send a PROXY protocol v1 header to backends, so they see the client's address.",
+    ),
 ) -> None:
     """Run this host as a node of the cluster, in the foreground."""
     if discovery and join:
@@ -227,6 +243,8 @@ def agent(
         heartbeat=parse_duration(heartbeat),
         remove_tasks_on_stop=remove_tasks_on_stop,
         api_port=api_port,
+        mesh=mesh,
+        mesh_proxy_protocol=mesh_proxy_protocol,
     )
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
@@ -302,6 +320,11 @@ def _target(settings: AgentSettings, discovery: str) -> Agent | HollowFleet:
         heartbeat_period=settings.heartbeat,
         remove_units_on_stop=settings.remove_tasks_on_stop,
         api_port=None if settings.runtime.name == "hollow" else settings.api_port,
+        mesh=(
+            MeshConfig(proxy_protocol=settings.mesh_proxy_protocol)
+            if settings.mesh and settings.runtime.name != "hollow"
+            else None
+        ),
     )
 
 
