@@ -3,7 +3,8 @@
 Like Kubernetes' kubemark hollow nodes, it lets one machine stand in for a large cluster:
 the agent, its heartbeat, its watch and its status reports are real, only the work is
 missing. A task is "running" the moment it is ensured, and stays so until it is stopped
-(then complete, exit 0) or removed (then forgotten).
+(then complete, exit 0) or removed (then forgotten). A task's healthcheck is taken as
+passed at once: a hollow task is healthy the moment it runs.
 
 Cost is the point: one process hosts a thousand of these, so an instance is a dict and
 a change feed, with no thread, no asyncio task and no I/O of its own. Scale tests that

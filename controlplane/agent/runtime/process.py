@@ -22,8 +22,9 @@ as a container's processes die with its PID 1.
 
 Ports are the process's own business: it binds them itself, and its endpoints are the
 ones it declares (see `endpoints`). Resource limits are recorded by the scheduler but not
-enforced here. Limitations, honestly: one agent per state directory, and a process that
-leaves its process group (or daemonises) escapes `stop`.
+enforced here. Limitations, honestly: one agent per state directory, a process that
+leaves its process group (or daemonises) escapes `stop`, and a task's healthcheck is
+ignored: a process is `running` once started, whatever its check would say.
 """
 
 from __future__ import annotations
