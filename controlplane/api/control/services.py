@@ -20,6 +20,7 @@ from controlplane import keys
 from controlplane.api.control import writes
 from controlplane.api.control.errors import Ambiguous, Conflict, Invalid, NotFound
 from controlplane.api.control.ids import new_id
+from controlplane.api.control.ports import with_published_ports
 from controlplane.api.control.validation import validate_spec
 from controlplane.api.control.view import ClusterView
 from controlplane.models import ServiceMode, ServiceSpec, TaskState
@@ -100,6 +101,7 @@ async def create_service(
 ) -> tuple[ServiceRecord, int]:
     """Write a new service; `Conflict` when the name is taken."""
     validate_spec(spec)
+    (spec,) = await with_published_ports(store, [spec])
     record = ServiceRecord(id=new_id(), spec=spec, created=now, updated=now)
     revision = await writes.create(store, keys.service(spec.name), record)
     if revision is None:
@@ -119,6 +121,7 @@ async def update_service(
     """Replace the spec (a new version; the old one is kept for rollback)."""
     validate_spec(spec)
     name = _name_of(view, ref)
+    (spec,) = await with_published_ports(store, [spec])
 
     def change(record: ServiceRecord) -> ServiceRecord:
         if expected_version is not None and expected_version != record.spec_version:
@@ -201,6 +204,7 @@ async def deploy_services(
             raise Invalid(("body", index, "name"), f"service {name!r} appears twice")
     for index, spec in enumerate(specs):
         validate_spec(spec, loc=("body", index))
+    specs = await with_published_ports(store, specs)
     for _ in range(writes.ATTEMPTS):
         compares: list[Compare] = []
         puts: list[Put] = []
