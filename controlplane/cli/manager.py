@@ -85,7 +85,8 @@ def manager(
         "--docker-api",
         envvar="SHOAL_DOCKER_API",
         metavar="HOST:PORT",
-        help="Reserved: the Docker-compatible API (not served yet).",
+        help="Also serve the Docker Engine API here (e.g. 127.0.0.1:2375), for the docker "
+        "CLI: docker -H tcp://HOST:PORT ps. No TLS and no token: keep it on loopback.",
     ),
     log_level: str = typer.Option(
         "info", "--log-level", envvar="SHOAL_LOG_LEVEL", help="debug, info, warning or error."
@@ -100,10 +101,6 @@ def manager(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--listen") from None
     logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
-    if docker_api:
-        logging.getLogger(__name__).warning(
-            "--docker-api %s: the Docker-compatible API is not served yet", docker_api
-        )
     if agent_state_dir is not None:
         if manager_id is not None:
             raise typer.BadParameter("give either --id or --agent-state-dir, not both")
@@ -116,6 +113,10 @@ def manager(
         manager_id=manager_id,
         docker_api=docker_api,
     )
+    try:
+        config.docker_api_address()
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--docker-api") from None
     try:
         asyncio.run(
             serve(Manager(config, reconciler_config=ReconcilerConfig(node_grace=node_grace)))

@@ -40,7 +40,16 @@ class ManagerConfig:
     advertise_url: str | None = None  # None: derived from the address actually bound
     lease_ttl: float = DEFAULT_LEASE_TTL
     manager_id: str | None = None  # None: a fresh id per process
-    docker_api: str | None = None  # reserved: the Docker-compatible API (not served yet)
+    docker_api: str | None = None  # HOST:PORT of the Docker Engine API; None: not served
+
+    def docker_api_address(self) -> ListenAddress | None:
+        """Where `--docker-api` listens; `ConfigError` naming the option when malformed."""
+        if not self.docker_api:
+            return None
+        try:
+            return ListenAddress.parse(self.docker_api)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("--listen", "--docker-api", 1)) from None
 
     def api_url(self, bound_port: int) -> str:
         """The URL others use to reach this manager's API."""

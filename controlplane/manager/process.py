@@ -28,6 +28,7 @@ from controlplane.api.context import ApiContext
 from controlplane.api.control.ids import new_id
 from controlplane.api.main import create_app
 from controlplane.api.metrics import ManagerMetrics
+from controlplane.dockerapi.app import create_docker_app
 from controlplane.manager.config import ManagerConfig
 from controlplane.manager.leading import LeaderDuty, LeaderLoop
 from controlplane.manager.registration import Registration
@@ -70,6 +71,7 @@ class Manager:
         self._stopping = asyncio.Event()
         self.leader_loop: LeaderLoop | None = None
         self.mirror: ClusterMirror | None = None
+        self._docker_sock: socket.socket | None = None  # --docker-api, bound by run()
 
     @property
     def is_leader(self) -> bool:
@@ -90,9 +92,13 @@ class Manager:
         store = self._store or await open_store(self.config.discovery)
         sock = bind(self.config.listen)
         try:
+            docker_api = self.config.docker_api_address()
+            self._docker_sock = bind(docker_api) if docker_api is not None else None
             await self._run(store, sock)
         finally:
             sock.close()
+            if self._docker_sock is not None:
+                self._docker_sock.close()
             if self._owns_store:
                 await store.close()
 
@@ -127,6 +133,15 @@ class Manager:
             asyncio.create_task(self._count_leader_changes(mirror), name="leader changes"),
         }
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="api server")
+        if self._docker_sock is not None:  # the Docker Engine API, on its own listener
+            docker_server = make_server(create_docker_app(context))
+            loops.add(
+                asyncio.create_task(
+                    docker_server.serve(sockets=[self._docker_sock]), name="Docker API server"
+                )
+            )
+            host, port = self._docker_sock.getsockname()[:2]
+            log.info("manager %s serves the Docker API at tcp://%s:%d", self.id, host, port)
         stopping = asyncio.create_task(self._stopping.wait(), name="stop requested")
         try:
             await self._announce(server, registration, parts={*loops, serving})
