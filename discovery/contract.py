@@ -114,6 +114,12 @@ class Store(abc.ABC):
     #: arrives, but changes between two polls are collapsed and a delete's position
     #: among them is approximate.
     exact_history: bool = True
+    #: The most compares plus operations one `txn` may hold; a larger transaction raises
+    #: `InvalidArgument` before anything is sent. Consul caps a transaction at 64
+    #: operations (its compares are operations too); etcd refuses more than
+    #: `--max-txn-ops` (128 by default) compares or operations, so 128 in all is safe
+    #: there. Callers that write many keys split their writes by this number.
+    max_txn_ops: int = 64
 
     @classmethod
     @abc.abstractmethod
@@ -178,6 +184,16 @@ class Store(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def check_txn_size(store: Store, compares: Sequence[Compare], ops: Sequence[Op]) -> None:
+    """Refuse a transaction larger than the backend's `max_txn_ops`."""
+    size = len(compares) + len(ops)
+    if size > store.max_txn_ops:
+        raise InvalidArgument(
+            f"a transaction on {store.scheme or 'this store'} holds at most "
+            f"{store.max_txn_ops} compares and operations, not {size}: split it"
+        )
 
 
 def check_key(key: str) -> None:

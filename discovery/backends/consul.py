@@ -116,6 +116,7 @@ from discovery.contract import (
     Store,
     TxnResult,
     check_key,
+    check_txn_size,
     check_value,
 )
 from discovery.errors import (
@@ -181,6 +182,7 @@ class ConsulStore(Store):
     #: Consul ends a session up to one TTL late; 15 s covers shoal's default TTLs.
     lease_expiry_slack = 15.0
     exact_history = False
+    max_txn_ops = TXN_MAX_OPS
 
     def __init__(self, url: StoreURL, http: ConsulHTTP) -> None:
         self.url = url
@@ -235,6 +237,7 @@ class ConsulStore(Store):
         raise StoreUnavailable(f"{self._http.describe()}: {key!r} kept changing; delete it again")
 
     async def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
+        check_txn_size(self, compares, ops)
         for cmp in compares:
             _check_key(cmp.key)
             if cmp.mod_revision < 0:

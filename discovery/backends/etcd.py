@@ -53,6 +53,7 @@ from discovery.contract import (
     Store,
     TxnResult,
     check_key,
+    check_txn_size,
     check_value,
 )
 from discovery.errors import (
@@ -154,6 +155,8 @@ class EtcdStore(Store):
     scheme = "etcd"
     # etcd grants at least ceil(1.5 x election timeout): 2 s with default timings.
     min_lease_ttl = 2.0
+    #: etcd's --max-txn-ops default (it counts compares and operations separately).
+    max_txn_ops = 128
     # The leader looks for expired leases every 500 ms, and the revoke goes through raft.
     lease_expiry_slack = 1.0
     exact_history = True
@@ -228,6 +231,7 @@ class EtcdStore(Store):
         return result is not None
 
     async def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
+        check_txn_size(self, compares, ops)
         for op in ops:
             check_key(op.key)
             if isinstance(op, Put):

@@ -65,6 +65,7 @@ from discovery.contract import (
     Store,
     TxnResult,
     check_key,
+    check_txn_size,
     check_value,
 )
 from discovery.errors import InvalidArgument, InvalidStoreURL, StoreUnavailable
@@ -164,6 +165,8 @@ class FileStore(Store):
 
     scheme = "file"
     min_lease_ttl = 0.5
+    #: One SQLite write transaction; a large one costs one commit, not one per 64 keys.
+    max_txn_ops = 4096
     lease_expiry_slack = 1.0
     exact_history = True
 
@@ -205,6 +208,7 @@ class FileStore(Store):
         return await self._run(self._db.delete, key)
 
     async def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
+        check_txn_size(self, compares, ops)
         for op in ops:
             check_key(op.key)
             if isinstance(op, Put):

@@ -28,6 +28,7 @@ from discovery.contract import (
     Store,
     TxnResult,
     check_key,
+    check_txn_size,
     check_value,
 )
 from discovery.errors import (
@@ -113,6 +114,8 @@ _STATES: dict[str, _State] = {}
 class MemoryStore(Store):
     scheme = "memory"
     min_lease_ttl = 0.1
+    #: No server to protect: large, so that callers batch as the file store lets them.
+    max_txn_ops = 4096
     lease_expiry_slack = 0.1
 
     def __init__(self, name: str) -> None:
@@ -159,6 +162,7 @@ class MemoryStore(Store):
         return True
 
     async def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
+        check_txn_size(self, compares, ops)
         state = self._state
         for op in ops:
             check_key(op.key)
