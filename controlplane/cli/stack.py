@@ -36,14 +36,10 @@ from controlplane.cli.client import (
     reported,
     session,
 )
-from controlplane.cli.service import (
-    FilterOption,
-    remove_services,
-    show_services,
-    show_tasks,
-    task_query,
-    wait_converged,
-)
+from controlplane.cli.service.converge import wait_converged
+from controlplane.cli.service.lifecycle import remove_services
+from controlplane.cli.service.listing import show_services
+from controlplane.cli.service.tasks import FilterOption, show_service_tasks, task_query
 
 if TYPE_CHECKING:
     from controlplane.models import ServiceSpec
@@ -209,10 +205,8 @@ def list_stack_tasks(
     """List the tasks of a stack's services."""
     query = task_query(filters)
     with session(host, debug) as api:
-        tasks: list[dict[str, Any]] = []
-        for service in stack_services(api, stack):
-            tasks.extend(api.get("/tasks", params={"service": service["name"], **query}))
-        show_tasks(api, tasks, quiet=quiet, fmt=fmt, no_trunc=no_trunc)
+        names = [service["name"] for service in stack_services(api, stack)]
+        show_service_tasks(api, names, query=query, quiet=quiet, fmt=fmt, no_trunc=no_trunc)
 
 
 @app.command("rm")

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from typer.testing import Result
 
-from controlplane.cli import service as service_cli
+from controlplane.cli.service import converge
 from tests.cli.conftest import shoal
 from tests.harness.process import ServerProcess, free_port, port_open
 
@@ -144,7 +144,7 @@ def _wait_no_tasks(cluster: RealCluster, timeout: float = 20.0) -> None:
 
 @pytest.fixture(autouse=True)
 def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service_cli, "POLL_SECONDS", 0.1)
+    monkeypatch.setattr(converge, "POLL_SECONDS", 0.1)
 
 
 def run(real: RealCluster, *args: str) -> Result:

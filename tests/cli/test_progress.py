@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.cli.service import Watch, assess
+from controlplane.cli.service.converge import Watch, assess
 from controlplane.models import ServiceSpec
 
 

@@ -36,7 +36,7 @@ import pytest
 from typer.testing import Result
 
 from controlplane.agent.runtime.base import LABEL_CLUSTER, LABEL_SERVICE
-from controlplane.cli import service as service_cli
+from controlplane.cli.service import converge
 from tests.cli.conftest import shoal
 from tests.cli.test_processes import CLI, process_env
 from tests.harness.images import ensure_busybox_image, http_hostname_server
@@ -111,7 +111,7 @@ def walk(
 ) -> Iterator[Walk]:
     """Machine 1's manager, the cluster initialised through it, and its own node joined;
     `walk.join(MACHINE_2)` joins the second machine."""
-    monkeypatch.setattr(service_cli, "POLL_SECONDS", 0.2)
+    monkeypatch.setattr(converge, "POLL_SECONDS", 0.2)
     monkeypatch.setenv("DOCKER_HOST", dockerd)  # the agents' engine
     discovery = (
         request.getfixturevalue("etcd_url") if request.param == "etcd" else f"file://{tmp_path}/s"
