@@ -507,6 +507,10 @@ class Executor:
         error: str = "",
     ) -> None:
         previous = slot.reported
+        now = time.time()
+        running_at = previous.running_at if previous else None
+        if state is TaskState.RUNNING and running_at is None:
+            running_at = now
         status = TaskStatus(
             task_id=slot.task_id,
             state=state,
@@ -515,8 +519,9 @@ class Executor:
             exit_code=unit.exit_code if unit else None,
             message=message,
             error=error,
-            timestamp=time.time(),
+            timestamp=now,
             started_at=unit.started_at if unit else (previous.started_at if previous else None),
+            running_at=running_at,
             finished_at=unit.finished_at if unit else None,
         )
         slot.reported = status

@@ -106,4 +106,6 @@ class TaskStatus(Document):
     error: str = ""
     timestamp: float = 0.0
     started_at: float | None = None
+    # When it was first reported running (with a healthcheck: once healthy); None if never.
+    running_at: float | None = None
     finished_at: float | None = None

@@ -12,9 +12,12 @@ while rolling back:
 - `order`: `stop-first` stops a slot's old task in the pass that creates its
   replacement; `start-first` stops it once the replacement runs (`slots`);
 - `monitor`: a new task that fails before it runs, or within `monitor` seconds of
-  starting, is a failure of the update. Only tasks made from the record's current
-  `spec_version` count, so a new spec (or a rollback, which is a new version) starts
-  with a clean slate, and no manager's clock is compared with another's;
+  running, is a failure of the update. With a healthcheck a task runs once healthy
+  (`running_at`), so one that turns unhealthy before that fails the update however
+  long its checks took, and one still `starting` `monitor` seconds after its
+  healthcheck must have decided is a failure too (`health`). Only tasks made from the
+  record's current `spec_version` count, so a new spec (or a rollback, which is a new
+  version) starts with a clean slate, and no manager's clock is compared with another's;
 - `max_failure_ratio`: failed slots over all slots above this triggers `failure_action`:
   `pause` stops starting batches (state `paused`), `continue` carries on, `rollback`
   writes the record back to `previous_spec` as a new version (state `rolling back`) and
@@ -33,6 +36,7 @@ from collections.abc import Sequence
 
 from controlplane.models.service import FailureAction, UpdateConfig, UpdateOrder
 from controlplane.reconciler.builder import PlanBuilder
+from controlplane.reconciler.health import never_healthy
 from controlplane.reconciler.slots import Slot, replace_for_update
 from controlplane.reconciler.view import ServiceContext, TaskInfo
 
@@ -157,10 +161,15 @@ class UpdateRun:
         found = []
         for slot in slots:
             for info in slot.tasks:
-                if info.task.spec_version != version or not info.failed:
+                if info.task.spec_version != version:
                     continue
-                started = info.started_at
-                if started is None or info.finished_at - started < monitor:
+                if not info.failed:
+                    if never_healthy(info, monitor=monitor, out=self.out):
+                        found.append(info)
+                        break
+                    continue
+                ran = info.running_at
+                if ran is None or info.finished_at - ran < monitor:
                     found.append(info)
                     break
         return found
@@ -171,9 +180,9 @@ class UpdateRun:
 
     def _last_started(self, slots: Sequence[Slot]) -> float | None:
         started = [
-            info.started_at
+            info.running_at
             for info in self._new_tasks(slots)
-            if info.running and info.started_at is not None
+            if info.running and info.running_at is not None
         ]
         return max(started, default=None)
 

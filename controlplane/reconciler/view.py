@@ -90,6 +90,17 @@ class TaskInfo:
         return status.timestamp if self.state is TaskState.RUNNING else None
 
     @property
+    def running_at(self) -> float | None:
+        """When it was first reported running (healthy, with a healthcheck); None: never.
+
+        A status without it (from the planner's tests, or an older agent) counts as
+        running since it started, if it is running now."""
+        status = self.status.status if self.status is not None else None
+        if status is not None and status.running_at is not None:
+            return status.running_at
+        return self.started_at if self.running else None
+
+    @property
     def finished_at(self) -> float:
         """When it ended, as its agent reported (its creation time if unreported)."""
         status = self.status.status if self.status is not None else None

@@ -42,6 +42,7 @@ async def test_an_unhealthy_unit_is_reported_failed_then_stopped(
     )
     assert status.message == "unhealthy container"
     assert status.container_id == unit.container_id
+    assert status.running_at is not None  # it ran (healthy) before: the update's monitor
     await eventually(lambda: _stopped(fake_runtime, task.id), what="the unit stopped")
     final = await state_is(agent_store, task.id, TaskState.FAILED)
     assert final is not None  # still the failure, not overwritten by a shutdown
