@@ -49,6 +49,34 @@ async def test_a_refusing_backend_costs_no_failed_request() -> None:
     assert forwarder.dropped == 0
 
 
+async def test_a_backend_that_closes_without_answering_is_skipped_with_the_request() -> None:
+    """What a stopping container behind Docker's userland proxy looks like: the port
+    accepts, then closes without a byte. The client's request goes to the next one."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # the request has started to arrive: close anyway
+        writer.close()
+
+    closer = await asyncio.start_server(hang_up, HOST, 0)
+    try:
+        async with named_server("alive") as alive:
+            closing = closer.sockets[0].getsockname()[1]
+            forwarder = PortForwarder(
+                address=HOST, port=0, backends=[backend(closing), backend(alive)], quarantine=0
+            )
+            await forwarder.start()
+            try:
+                assert forwarder._server is not None
+                port = forwarder._server.sockets[0].getsockname()[1]
+                answers = [await ask(HOST, port, b"GET / %d" % i) for i in range(10)]
+            finally:
+                forwarder.close()
+    finally:
+        closer.close()
+    assert answers == [b"alive|GET / %d" % i for i in range(10)]
+    assert forwarder.retried >= 1  # quarantine 0: the closer was tried again and again
+
+
 async def test_no_backend_closes_the_client_without_an_answer() -> None:
     forwarder = PortForwarder(address=HOST, port=0, backends=[backend(free_tcp_port())])
     await forwarder.start()

@@ -4,8 +4,12 @@
 port's backends in round-robin order, starting one further along each time; a backend
 that refuses (or does not answer within `connect_timeout`) is skipped and the next one
 tried, and it goes to the back of the order for `quarantine` seconds, so a task that has
-just stopped costs its clients nothing but a refused connect inside the mesh. Only when
-every backend fails is the client's connection closed.
+just stopped costs its clients nothing but a refused connect inside the mesh. A backend
+that accepts and then closes without sending a byte, within `retry_window` seconds (a
+stopping container behind Docker's userland proxy does that), counts as refusing too:
+what the client sent so far (kept up to `REPLAY_LIMIT` bytes until a backend answers) is
+sent to the next backend. Only when every backend fails is the client's connection
+closed.
 
 `update(backends)` replaces the set for new connections; connections already relayed keep
 going. `close()` stops listening; relayed connections still finish.
@@ -28,20 +32,50 @@ log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 
+#: What a client sent before its backend answered is kept up to this size, so that it
+#: can be sent again to another backend if that one closes without answering.
+REPLAY_LIMIT = 64 * 1024
+
 
 class _ClientSide(RelaySide):
-    """The accepted socket: paused until a backend is connected."""
+    """The accepted socket: paused until a backend is connected.
+
+    Until a backend has answered with its first byte, what the client sent is also kept
+    (up to `REPLAY_LIMIT` bytes), so that it can be sent again to another backend.
+    """
 
     def __init__(self, forwarder: PortForwarder) -> None:
         super().__init__()
-        self._forwarder = forwarder
+        self.forwarder = forwarder
         self._connecting: asyncio.Task[None] | None = None
+        self.replay: bytearray | None = bytearray()
+        self.tried: set[Address] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         assert self.transport is not None
         self.transport.pause_reading()
-        self._connecting = asyncio.get_running_loop().create_task(self._forwarder.attach(self))
+        self.connect()
+
+    def connect(self) -> None:
+        """Find a backend (again): reading pauses until one is attached."""
+        self.peer = None
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._connecting = asyncio.get_running_loop().create_task(self.forwarder.attach(self))
+
+    def data_received(self, data: bytes) -> None:
+        if self.replay is not None:
+            self.replay += data
+            if len(self.replay) > REPLAY_LIMIT:
+                self.replay = None  # too much to send again: this backend it is
+        super().data_received(data)
+
+    def eof_received(self) -> bool:
+        if self.peer is None:  # between backends: the next one gets the EOF
+            self.eof = True
+            return True
+        return super().eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -50,18 +84,66 @@ class _ClientSide(RelaySide):
 
 
 class _BackendSide(RelaySide):
-    """The socket to a task's endpoint; sends the PROXY header first when asked to."""
+    """The socket to a task's endpoint; sends the PROXY header first when asked to.
 
-    def __init__(self, client: _ClientSide, header: bytes) -> None:
+    A backend that closes before sending a single byte, within `retry_window` seconds
+    of being connected, did not serve the client: a task that is stopping (Docker's
+    userland proxy still accepts for a container whose process has exited). The client
+    is then handed to the next backend with what it sent so far, if that was kept.
+    """
+
+    def __init__(self, client: _ClientSide, header: bytes, *, retry_window: float) -> None:
         super().__init__()
         self.peer = client
+        self.client = client
         self._header = header
+        self._retry_window = retry_window
+        self.address: Address = ("", 0)
+        self._connected_at = 0.0
+        self.answered = False
+        self.gave_up = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         assert self.transport is not None
+        self._connected_at = time.monotonic()
         if self._header:
             self.transport.write(self._header)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.answered:
+            self.answered = True
+            self.client.replay = None  # committed to this backend
+        super().data_received(data)
+
+    def _hand_over(self) -> bool:
+        """Give the client to another backend; False when this one's close stands."""
+        client = self.client
+        if (
+            self.answered
+            or self.gave_up
+            or client.replay is None
+            or client.lost
+            or client.peer is not self
+            or time.monotonic() - self._connected_at > self._retry_window
+        ):
+            return False
+        self.gave_up = True
+        self.peer = None
+        client.forwarder.mark_failed(self.address, "closed without answering")
+        client.connect()
+        return True
+
+    def eof_received(self) -> bool:
+        if self._hand_over():
+            return False  # closes this socket; the client is elsewhere now
+        return super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._hand_over():
+            self.lost = True
+            return
+        super().connection_lost(exc)
 
 
 class PortForwarder:
@@ -76,18 +158,22 @@ class PortForwarder:
         proxy_protocol: bool = False,
         connect_timeout: float = 2.0,
         quarantine: float = 2.0,
+        retry_window: float = 1.0,
     ) -> None:
         self.address = address
         self.port = port
         self.proxy_protocol = proxy_protocol
         self.connect_timeout = connect_timeout
         self.quarantine = quarantine
+        self.retry_window = retry_window
         self._backends: tuple[Address, ...] = ()
         self._next = 0
         self._failed_until: dict[Address, float] = {}
         self._server: asyncio.Server | None = None
-        #: Connections relayed, and connections closed because no backend answered.
+        #: Connections relayed to their first backend, handed to another one after a
+        #: backend closed without answering, and closed because no backend answered.
         self.relayed = 0
+        self.retried = 0
         self.dropped = 0
         self.update(backends)
 
@@ -140,7 +226,8 @@ class PortForwarder:
         return healthy + [a for a in ordered if a not in healthy]
 
     async def attach(self, client: _ClientSide) -> None:
-        """Connect `client` to the first backend that accepts, or close it."""
+        """Connect `client` to the first backend that accepts (and that it has not
+        tried), send it what the client sent so far, or close the client."""
         assert client.transport is not None
         header = b""
         if self.proxy_protocol:
@@ -149,22 +236,32 @@ class PortForwarder:
                 _address(client.transport.get_extra_info("sockname")),
             )
         loop = asyncio.get_running_loop()
-        for host, port in self.candidates():
-            backend = _BackendSide(client, header)
+        for address in self.candidates():
+            if address in client.tried:
+                continue
+            client.tried.add(address)
+            backend = _BackendSide(client, header, retry_window=self.retry_window)
+            backend.address = address
             try:
                 async with asyncio.timeout(self.connect_timeout):
-                    await loop.create_connection(_factory(backend), host, port)
+                    await loop.create_connection(_factory(backend), *address)
             except (OSError, TimeoutError) as exc:
-                self._failed_until[(host, port)] = time.monotonic() + self.quarantine
-                log.debug("mesh port %d: backend %s:%d failed: %s", self.port, host, port, exc)
+                self.mark_failed(address, exc)
                 continue
-            self._failed_until.pop((host, port), None)
             if client.lost:  # the client left while we connected
                 backend.close()
                 return
-            client.peer = backend
-            self.relayed += 1
+            assert backend.transport is not None
             assert client.transport is not None
+            if client.replay:
+                backend.transport.write(bytes(client.replay))
+            if client.eof and backend.transport.can_write_eof():
+                backend.transport.write_eof()
+            client.peer = backend
+            if len(client.tried) == 1:
+                self.relayed += 1
+            else:
+                self.retried += 1
             client.transport.resume_reading()
             return
         self.dropped += 1
@@ -172,6 +269,11 @@ class PortForwarder:
             log.warning("mesh port %d: no backend of %d answered", self.port, len(self._backends))
         with contextlib.suppress(Exception):
             client.close()
+
+    def mark_failed(self, address: Address, why: object) -> None:
+        """Put `address` at the back of the order for `quarantine` seconds."""
+        self._failed_until[address] = time.monotonic() + self.quarantine
+        log.debug("mesh port %d: backend %s:%d failed: %s", self.port, *address, why)
 
 
 def _factory(side: _BackendSide) -> Callable[[], _BackendSide]:
