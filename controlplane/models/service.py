@@ -117,6 +117,13 @@ class HealthCheck(Strict):
             raise ValueError('["CMD-SHELL", ...] takes exactly one non-empty shell command')
         return value
 
+    @field_validator("start_period_seconds")
+    @classmethod
+    def _start_period(cls, value: float) -> float:
+        if 0 < value < MIN_HEALTH_DURATION:
+            raise ValueError("must be 0 or at least 0.001 (1 ms), as Docker requires")
+        return value
+
     @property
     def disabled(self) -> bool:
         return self.test[0] == "NONE"
