@@ -141,15 +141,8 @@ class ManagerClient:
     ) -> Any:
         try:
             response = self._http.request(method, path, json=body, params=params)
-        except httpx.TimeoutException:
-            raise CliError(
-                f"the manager at {self.target.host} did not answer within {self.timeout:g} s"
-            ) from None
         except httpx.TransportError as exc:
-            raise CliError(
-                f"cannot reach the manager at {self.target.host}: {_reason(exc)}; "
-                "is `shoal manager` running?"
-            ) from None
+            raise self._unreachable(exc) from None
         if response.status_code == 204:
             return None
         if response.is_success:
@@ -161,6 +154,41 @@ class ManagerClient:
                     "not JSON: is it a shoal manager?"
                 ) from None
         raise CliError(self._refusal(response))
+
+    @contextmanager
+    def stream_lines(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        endless: bool = False,
+        not_served: str = "",
+    ) -> Iterator[Iterator[str]]:
+        """GET `path` and read the answer line by line as it arrives (`endless`: no read
+        timeout, for answers that stay open). A 404 from a manager that has no such
+        route says `not_served`, when given; a lost connection is a `CliError` too."""
+        timeout = httpx.Timeout(self.timeout, read=None) if endless else self.timeout
+        try:
+            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                if not response.is_success:
+                    response.read()
+                    missing = response.status_code == 404 and _detail(response) in ("", "Not Found")
+                    if missing and not_served:
+                        raise CliError(not_served)
+                    raise CliError(self._refusal(response))
+                yield response.iter_lines()
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: httpx.TransportError) -> CliError:
+        if isinstance(exc, httpx.TimeoutException):
+            return CliError(
+                f"the manager at {self.target.host} did not answer within {self.timeout:g} s"
+            )
+        return CliError(
+            f"cannot reach the manager at {self.target.host}: {_reason(exc)}; "
+            "is `shoal manager` running?"
+        )
 
     def _refusal(self, response: httpx.Response) -> str:
         detail = _detail(response)

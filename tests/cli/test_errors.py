@@ -150,13 +150,6 @@ def test_something_else_on_the_port(not_a_manager: str) -> None:
     )
 
 
-def test_logs_says_it_is_not_available() -> None:
-    result = shoal("service", "logs", "web")
-    assert result.exit_code == 1
-    assert "service logs is not available yet" in result.stderr
-    assert "docker logs" in result.stderr
-
-
 def test_help_on_every_command() -> None:
     groups = {
         "swarm": ["init", "join", "join-token", "leave", "info"],

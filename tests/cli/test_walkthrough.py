@@ -24,6 +24,7 @@ cluster (file store only: it tests the CLI, not the store).
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from controlplane.agent.runtime.base import LABEL_CLUSTER, LABEL_SERVICE
 from controlplane.cli.service import converge
 from tests.cli.conftest import shoal
 from tests.cli.test_processes import CLI, process_env
-from tests.harness.images import ensure_busybox_image, http_hostname_server
+from tests.harness.images import ensure_busybox_image, http_hostname_server, shell_until_sigterm
 from tests.harness.process import ServerProcess, free_port, port_open
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -240,6 +241,28 @@ def test_service_verbs(walk: Walk) -> None:
     ok("service", "scale", "web=0")
     assert walk.containers("web") == []  # no running container for it any more
     ok("service", "rm", "web")
+
+    script = "echo hello from $(hostname); echo oops >&2"
+    ok("service", "create", "--name", "talker", "--replicas", "2", "--init",
+       walk.image, *shell_until_sigterm(script))  # fmt: skip
+    tasks = {t["slot"]: t for t in running_tasks("talker")}
+    hostname = socket.gethostname()
+    expected = sorted(
+        f"talker.{slot}.{task['id'][:12]}@{hostname}    | hello from {task['container_id'][:12]}"
+        for slot, task in tasks.items()
+    )
+    eventually(
+        lambda: sorted(shoal("service", "logs", "talker").stdout.splitlines()) == expected,
+        what=f"service logs to print {expected}",
+    )
+    logs = ok("service", "logs", "--no-task-ids", "--timestamps", "--tail", "2", "talker")
+    assert sorted(line.split(" ", 1)[1] for line in logs.stderr.splitlines()) == [
+        f"talker.1@{hostname}    | oops",
+        f"talker.2@{hostname}    | oops",
+    ]  # stderr lines on stderr, each after its time
+    assert all(line[:4].isdigit() for line in logs.stdout.splitlines())  # 2026-11-26T...
+    assert len(logs.stdout.splitlines()) == 2
+    ok("service", "rm", "talker")
 
 
 def write_compose(path: Path, *, image: str, replicas: int, published: int) -> None:
