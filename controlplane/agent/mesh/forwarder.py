@@ -87,9 +87,11 @@ class _BackendSide(RelaySide):
     """The socket to a task's endpoint; sends the PROXY header first when asked to.
 
     A backend that closes before sending a single byte, within `retry_window` seconds
-    of being connected, did not serve the client: a task that is stopping (Docker's
-    userland proxy still accepts for a container whose process has exited). The client
-    is then handed to the next backend with what it sent so far, if that was kept.
+    of being connected, after the client sent something, did not serve the client: a
+    task that is stopping (Docker's userland proxy still accepts for a container whose
+    process has exited). The client is then handed to the next backend with what it
+    sent so far, if that was kept. A client that sent nothing lost nothing: the
+    backend's close stands.
     """
 
     def __init__(self, client: _ClientSide, header: bytes, *, retry_window: float) -> None:
@@ -122,7 +124,7 @@ class _BackendSide(RelaySide):
         if (
             self.answered
             or self.gave_up
-            or client.replay is None
+            or not client.replay  # too much to resend, or nothing sent: nothing lost
             or client.lost
             or client.peer is not self
             or time.monotonic() - self._connected_at > self._retry_window

@@ -1,0 +1,230 @@
+"""Routing mesh benchmark: requests per second and latency through the mesh versus
+straight to the task's endpoint, for small HTTP responses and for 10 MiB transfers.
+
+Run: .venv/bin/python -m benchmarks.mesh [--quick] [--duration S]
+
+Three processes on loopback, so that each has its own event loop as in a cluster:
+- the backend, standing in for a task's endpoint: a small asyncio HTTP/1.1 server with
+  keep-alive that answers every GET with a fixed body (13 bytes, or 10 MiB);
+- the mesh: one `PortForwarder` (what each agent runs per published port) relaying to it;
+- the load generator: `wrk` (Debian's package), one thread, keep-alive connections.
+
+Each scenario runs once straight to the backend and once through the mesh, and prints
+requests per second, MB/s, and wrk's p50 and p99 latency, then the mesh's share of the
+direct throughput and what it adds at p50. The issue's target: at least half of the
+direct throughput, under 1 ms added at p50. Benchmarks print; no test asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SMALL = 13  # "hello, mesh!\n"
+LARGE = 10 * 1024 * 1024
+HOST = "127.0.0.1"
+
+
+# --- the two servers (run in child processes) ---------------------------------------------
+
+
+class _HttpBackend(asyncio.Protocol):
+    """Answers each request (headers up to a blank line) with the same response."""
+
+    def __init__(self, response: bytes) -> None:
+        self._response = response
+        self._pending = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._pending += data
+        count = self._pending.count(b"\r\n\r\n")
+        if count and self._transport is not None:
+            self._pending = self._pending[self._pending.rindex(b"\r\n\r\n") + 4 :]
+            for _ in range(count):
+                self._transport.write(self._response)
+
+
+def serve_backend(port: int, size: int) -> None:
+    body = (b"hello, mesh!\n" * (size // SMALL + 1))[:size]
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nContent-Type: text/plain\r\n\r\n"
+    response = head.encode() + body
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _HttpBackend(response), HOST, port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def serve_mesh(port: int, backend_port: int) -> None:
+    from controlplane.agent.mesh import PortForwarder
+    from controlplane.models.route import Backend
+
+    async def main() -> None:
+        forwarder = PortForwarder(
+            address=HOST, port=port, backends=[Backend(host=HOST, port=backend_port)]
+        )
+        await forwarder.start()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    requests_per_second: float
+    megabytes_per_second: float
+    p50_ms: float
+    p99_ms: float
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _bytes(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)([KMG]?B)", text)
+    if match is None:
+        raise ValueError(f"not a wrk size: {text!r}")
+    factor = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[match.group(2)]
+    return float(match.group(1)) * factor
+
+
+def run_wrk(port: int, *, connections: int, duration: float) -> Result:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            f"http://{HOST}:{port}/",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    transfer = _bytes(re.search(r"Transfer/sec:\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    return Result(rps, transfer / 1e6, p50, p99)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, *, within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with socket.create_connection((HOST, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _child(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.mesh", *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+
+
+def scenario(name: str, *, size: int, connections: int, duration: float) -> None:
+    backend_port, mesh_port = _free_port(), _free_port()
+    children = [
+        _child("--serve-backend", str(backend_port), str(size)),
+        _child("--serve-mesh", str(mesh_port), str(backend_port)),
+    ]
+    try:
+        _wait_listening(backend_port)
+        _wait_listening(mesh_port)
+        run_wrk(backend_port, connections=connections, duration=1)  # warm up
+        direct = run_wrk(backend_port, connections=connections, duration=duration)
+        mesh = run_wrk(mesh_port, connections=connections, duration=duration)
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(timeout=10)
+    for label, result in (("direct", direct), ("mesh", mesh)):
+        print(
+            f"{name:<28} {label:<7} {result.requests_per_second:>10,.0f} req/s "
+            f"{result.megabytes_per_second:>9,.1f} MB/s   p50 {result.p50_ms:>8.3f} ms"
+            f"   p99 {result.p99_ms:>8.3f} ms"
+        )
+    share = mesh.requests_per_second / direct.requests_per_second
+    print(
+        f"{name:<28} mesh/direct throughput {share:.0%}, "
+        f"p50 added {mesh.p50_ms - direct.p50_ms:+.3f} ms\n",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 s per run instead of 10 s")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per wrk run")
+    parser.add_argument("--serve-backend", nargs=2, type=int, metavar=("PORT", "SIZE"))
+    parser.add_argument("--serve-mesh", nargs=2, type=int, metavar=("PORT", "BACKEND"))
+    args = parser.parse_args()
+    if args.serve_backend:
+        serve_backend(*args.serve_backend)
+        return
+    if args.serve_mesh:
+        serve_mesh(*args.serve_mesh)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("benchmarks.mesh: wrk is missing; run scripts/install-deps")
+    duration = args.duration or (3.0 if args.quick else 10.0)
+    load = os.getloadavg()[0]
+    print(
+        f"routing mesh benchmark: {platform.python_implementation()} "
+        f"{platform.python_version()}, {os.cpu_count()} CPUs, load {load:.1f}, "
+        f"{duration:.0f} s per run, wrk -t1\n"
+    )
+    scenario("13 B, 1 connection", size=SMALL, connections=1, duration=duration)
+    scenario("13 B, 16 connections", size=SMALL, connections=16, duration=duration)
+    scenario("10 MiB, 4 connections", size=LARGE, connections=4, duration=duration)
+    print(f"load at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
