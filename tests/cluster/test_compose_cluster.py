@@ -21,6 +21,8 @@ from tests.harness.images import shell_until_sigterm
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.slow,
+    # the first test's setup may build the images from nothing: debootstrap, wheels, builds
+    pytest.mark.timeout(900),
     pytest.mark.parametrize("project", ["etcd", "consul"], indirect=True),
 ]
 
