@@ -12,9 +12,7 @@ Every option has an environment variable, for systemd units and compose files.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
-import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from controlplane.agent.join import JoinError, joined_identity
 from controlplane.agent.mesh import MeshConfig
 from controlplane.agent.runtime.registry import UnknownRuntime
 from controlplane.agent.runtime_factory import RuntimeOptions, check_runtime_name, runtime_factory
+from controlplane.cli.running import logging_to_stderr, parse_log_level, run_until_signalled
 from discovery import DiscoveryError
 
 DEFAULT_STATE_DIR = Path("/var/lib/shoal/agent")
@@ -220,9 +219,7 @@ def agent(
         check_runtime_name(runtime)
     except UnknownRuntime as exc:
         raise typer.BadParameter(str(exc), param_hint="--runtime") from None
-    level = logging.getLevelName(log_level.upper())
-    if not isinstance(level, int):
-        raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
+    level = parse_log_level(log_level)
     addr = advertise_addr or _default_addr()
     settings = AgentSettings(
         discovery=discovery,
@@ -246,11 +243,9 @@ def agent(
         mesh=mesh,
         mesh_proxy_protocol=mesh_proxy_protocol,
     )
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
     try:
-        asyncio.run(serve(settings))
+        with logging_to_stderr(level):
+            asyncio.run(serve(settings))
     except (asyncio.CancelledError, KeyboardInterrupt):
         typer.echo("shoal agent: interrupted before the node registered", err=True)
         raise typer.Exit(130) from None
@@ -286,15 +281,14 @@ async def serve(settings: AgentSettings) -> None:
         elif not stopping:  # later signals: stopping is bounded and already under way
             stopping.append(loop.create_task(targets[0].stop()))
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
-    try:
+    async def join_and_run() -> None:
         discovery = settings.discovery or await _discovery_url(settings)
         targets.append(_target(settings, discovery))
         await targets[0].run()
+
+    try:
+        await run_until_signalled(join_and_run(), on_signal=on_signal)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         if stopping:
             await asyncio.gather(*stopping, return_exceptions=True)
 

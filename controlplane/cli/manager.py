@@ -9,12 +9,11 @@ variable, for systemd units and compose files.
 from __future__ import annotations
 
 import asyncio
-import logging
-import signal
 from pathlib import Path
 
 import typer
 
+from controlplane.cli.running import logging_to_stderr, parse_log_level, run_until_signalled
 from controlplane.manager.config import (
     DEFAULT_LEASE_TTL,
     DEFAULT_LISTEN,
@@ -28,8 +27,6 @@ from discovery import DiscoveryError, InvalidStoreURL
 
 #: The reconciler's default (one node TTL), repeated here for the help text.
 DEFAULT_NODE_GRACE = ReconcilerConfig().node_grace
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def manager(
@@ -93,14 +90,11 @@ def manager(
     ),
 ) -> None:
     """Run a manager in the foreground."""
-    level = logging.getLevelName(log_level.upper())
-    if not isinstance(level, int):
-        raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
+    level = parse_log_level(log_level)
     try:
         address = ListenAddress.parse(listen)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--listen") from None
-    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
     if agent_state_dir is not None:
         if manager_id is not None:
             raise typer.BadParameter("give either --id or --agent-state-dir, not both")
@@ -118,9 +112,10 @@ def manager(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--docker-api") from None
     try:
-        asyncio.run(
-            serve(Manager(config, reconciler_config=ReconcilerConfig(node_grace=node_grace)))
-        )
+        with logging_to_stderr(level):
+            asyncio.run(
+                serve(Manager(config, reconciler_config=ReconcilerConfig(node_grace=node_grace)))
+            )
     except (InvalidStoreURL, ConfigError) as exc:
         typer.echo(f"shoal manager: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -154,11 +149,4 @@ def host_node_id(state_dir: Path) -> str:
 
 async def serve(target: Manager) -> None:
     """Run `target` until SIGTERM or SIGINT, then let it shut down cleanly."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, target.stop)
-    try:
-        await target.run()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    await run_until_signalled(target.run(), on_signal=target.stop)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 import time
 from collections.abc import Callable
@@ -47,6 +46,7 @@ from controlplane.agent.runtime_factory import RuntimeOptions, check_runtime_nam
 from controlplane.api.control import cluster as control
 from controlplane.api.control.errors import Conflict
 from controlplane.cli.config import ConfigError, config_path, load_config, save_config
+from controlplane.cli.running import logging_to_stderr, parse_log_level, run_until_signalled
 from controlplane.manager.config import ConfigError as ListenError
 from controlplane.manager.config import ListenAddress, ManagerConfig
 from controlplane.manager.process import Manager, ManagerFailed
@@ -55,7 +55,6 @@ from controlplane.security.tokens import TokenKind
 from discovery import DiscoveryError, Store, open_store
 
 DEFAULT_DATA_DIR = Path("/var/lib/shoal")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 START_SECONDS = 60.0
 
 log = logging.getLogger(__name__)
@@ -138,9 +137,7 @@ def up(
     ),
 ) -> None:
     """Run a one-machine cluster (a manager and a node) in the foreground."""
-    level = logging.getLevelName(log_level.upper())
-    if not isinstance(level, int):
-        raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
+    level = parse_log_level(log_level)
     try:
         address = ListenAddress.parse(listen)
         check_runtime_name(runtime)
@@ -148,7 +145,6 @@ def up(
         raise typer.BadParameter(str(exc), param_hint="--listen") from None
     except UnknownRuntime as exc:
         raise typer.BadParameter(str(exc), param_hint="--runtime") from None
-    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
     settings = UpSettings(
         data_dir=data_dir,
         listen=address,
@@ -157,7 +153,8 @@ def up(
         docker_host=docker_host,
     )
     try:
-        asyncio.run(serve(settings))
+        with logging_to_stderr(level):
+            asyncio.run(serve(settings))
     except (
         UpError,
         ManagerFailed,
@@ -176,14 +173,8 @@ def up(
 async def serve(settings: UpSettings) -> None:
     """`run_up` until SIGTERM or SIGINT, printing where the API is once it serves."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await run_up(settings, stop=stop, on_ready=print_welcome)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    running = run_up(settings, stop=stop, on_ready=print_welcome)
+    await run_until_signalled(running, on_signal=stop.set)
 
 
 async def run_up(
