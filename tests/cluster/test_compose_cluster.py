@@ -68,6 +68,16 @@ def test_up_gives_one_leader_two_managers_three_ready_nodes(project: Project) ->
     assert len({n["addr"] for n in nodes.values()}) == 3, "each agent has its own address"
 
 
+def test_a_second_up_keeps_the_cluster(project: Project) -> None:
+    """The bootstrap runs again and finds the cluster initialised: `up` still succeeds."""
+    nodes = {n["id"] for n in project.call("GET", "/nodes")}
+    project.compose("up", "-d", "--wait", "--no-build", "--pull", "never")
+    assert project.call("GET", "/swarm")["cluster_id"] == project.cluster_id
+    again = project.call("GET", "/nodes")
+    assert {n["id"] for n in again} == nodes
+    assert {n["status"] for n in again} == {"ready"}
+
+
 def test_six_replicas_spread_over_the_three_agents(project: Project) -> None:
     project.call(
         "POST",
