@@ -4,6 +4,10 @@
 Exit codes: 0 ok, 1 the operation failed, 2 a usage error.
 """
 
-from controlplane.cli.app import main
 
-__all__ = ["main"]
+def main() -> None:
+    """The `shoal` console script (the command tree is imported when it runs, so that
+    importing one module of this package does not import them all)."""
+    from controlplane.cli.app import main as run
+
+    run()

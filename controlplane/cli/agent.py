@@ -16,19 +16,24 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from controlplane.agent.agent import Agent, AgentError
-from controlplane.agent.fleet import HollowFleet, hollow_state_dir
 from controlplane.agent.heartbeat import NodeIdConflict
 from controlplane.agent.identity import Identity, IdentityError, load_identity
 from controlplane.agent.join import JoinError, joined_identity
 from controlplane.agent.mesh import MeshConfig
 from controlplane.agent.runtime.registry import UnknownRuntime
-from controlplane.agent.runtime_factory import RuntimeOptions, check_runtime_name, runtime_factory
 from controlplane.cli.running import logging_to_stderr, parse_log_level, run_until_signalled
 from discovery import DiscoveryError
+
+# The agent itself (and its HTTP endpoint, FastAPI) is imported when the command runs,
+# so that `shoal --help` and the other commands start without it.
+if TYPE_CHECKING:
+    from controlplane.agent.agent import Agent
+    from controlplane.agent.fleet import HollowFleet
+    from controlplane.agent.runtime_factory import RuntimeOptions
 
 DEFAULT_STATE_DIR = Path("/var/lib/shoal/agent")
 
@@ -209,6 +214,9 @@ def agent(
     ),
 ) -> None:
     """Run this host as a node of the cluster, in the foreground."""
+    from controlplane.agent.agent import AgentError
+    from controlplane.agent.runtime_factory import RuntimeOptions, check_runtime_name
+
     if discovery and join:
         raise typer.BadParameter("give either --discovery or --join, not both")
     if join and not token:
@@ -294,6 +302,10 @@ async def serve(settings: AgentSettings) -> None:
 
 
 def _target(settings: AgentSettings, discovery: str) -> Agent | HollowFleet:
+    from controlplane.agent.agent import Agent
+    from controlplane.agent.fleet import HollowFleet
+    from controlplane.agent.runtime_factory import runtime_factory
+
     if settings.hollow_nodes > 1:
         return HollowFleet(
             count=settings.hollow_nodes,
@@ -323,6 +335,9 @@ def _target(settings: AgentSettings, discovery: str) -> Agent | HollowFleet:
 
 
 def _hollow_options(settings: AgentSettings, index: int) -> RuntimeOptions:
+    from controlplane.agent.fleet import hollow_state_dir
+    from controlplane.agent.runtime_factory import RuntimeOptions
+
     base = settings.runtime
     return RuntimeOptions(
         name=base.name,
@@ -336,6 +351,9 @@ def _hollow_options(settings: AgentSettings, index: int) -> RuntimeOptions:
 
 async def _discovery_url(settings: AgentSettings) -> str:
     """The store URL when --discovery was not given: join, or what the state dir holds."""
+    from controlplane.agent.agent import AgentError
+    from controlplane.agent.fleet import hollow_state_dir
+
     dirs = (
         [hollow_state_dir(settings.state_dir, i) for i in range(settings.hollow_nodes)]
         if settings.hollow_nodes > 1

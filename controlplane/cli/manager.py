@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from controlplane.cli.running import logging_to_stderr, parse_log_level, run_until_signalled
-from controlplane.manager.config import (
-    DEFAULT_LEASE_TTL,
-    DEFAULT_LISTEN,
-    ConfigError,
-    ListenAddress,
-    ManagerConfig,
-)
-from controlplane.manager.process import Manager, ManagerFailed
 from controlplane.reconciler import ReconcilerConfig
 from discovery import DiscoveryError, InvalidStoreURL
 
+# The manager (FastAPI, uvicorn, the API) is imported when the command runs, so that
+# `shoal --help` and the other commands start without it.
+if TYPE_CHECKING:
+    from controlplane.manager.process import Manager
+
+#: `controlplane.manager.config`'s defaults, repeated for the help text (a test checks
+#: that they agree).
+DEFAULT_LISTEN = "127.0.0.1:2377"
+DEFAULT_LEASE_TTL = 10.0
 #: The reconciler's default (one node TTL), repeated here for the help text.
 DEFAULT_NODE_GRACE = ReconcilerConfig().node_grace
 
@@ -90,6 +92,9 @@ def manager(
     ),
 ) -> None:
     """Run a manager in the foreground."""
+    from controlplane.manager.config import ConfigError, ListenAddress, ManagerConfig
+    from controlplane.manager.process import Manager, ManagerFailed
+
     level = parse_log_level(log_level)
     try:
         address = ListenAddress.parse(listen)

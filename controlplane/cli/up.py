@@ -27,11 +27,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from controlplane.agent.address import default_advertise_addr
-from controlplane.agent.agent import Agent, AgentError
 from controlplane.agent.heartbeat import NodeIdConflict
 from controlplane.agent.identity import (
     Identity,
@@ -42,17 +42,20 @@ from controlplane.agent.identity import (
 )
 from controlplane.agent.join import JoinError, joined_identity
 from controlplane.agent.runtime.registry import UnknownRuntime
-from controlplane.agent.runtime_factory import RuntimeOptions, check_runtime_name, runtime_factory
 from controlplane.api.control import cluster as control
 from controlplane.api.control.errors import Conflict
 from controlplane.cli.config import ConfigError, config_path, load_config, save_config
 from controlplane.cli.running import logging_to_stderr, parse_log_level, run_until_signalled
-from controlplane.manager.config import ConfigError as ListenError
-from controlplane.manager.config import ListenAddress, ManagerConfig
-from controlplane.manager.process import Manager, ManagerFailed
 from controlplane.security import tokens
 from controlplane.security.tokens import TokenKind
 from discovery import DiscoveryError, Store, open_store
+
+# The manager and the agent (FastAPI, uvicorn, Docker) are imported when `up` runs, so
+# that `shoal --help` and the other commands start without them.
+if TYPE_CHECKING:
+    from controlplane.agent.agent import Agent
+    from controlplane.manager.config import ListenAddress
+    from controlplane.manager.process import Manager
 
 DEFAULT_DATA_DIR = Path("/var/lib/shoal")
 START_SECONDS = 60.0
@@ -137,6 +140,12 @@ def up(
     ),
 ) -> None:
     """Run a one-machine cluster (a manager and a node) in the foreground."""
+    from controlplane.agent.agent import AgentError
+    from controlplane.agent.runtime_factory import check_runtime_name
+    from controlplane.manager.config import ConfigError as ListenError
+    from controlplane.manager.config import ListenAddress
+    from controlplane.manager.process import ManagerFailed
+
     level = parse_log_level(log_level)
     try:
         address = ListenAddress.parse(listen)
@@ -184,6 +193,11 @@ async def run_up(
     on_ready: Callable[[Running], None] = lambda running: None,
 ) -> None:
     """Start the manager, initialise and join if needed, run the agent, until `stop`."""
+    from controlplane.agent.agent import Agent
+    from controlplane.agent.runtime_factory import RuntimeOptions, runtime_factory
+    from controlplane.manager.config import ManagerConfig
+    from controlplane.manager.process import Manager
+
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = await open_store(settings.discovery)
     try:
