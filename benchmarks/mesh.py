@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import importlib.util
 import os
 import platform
 import re
@@ -30,7 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 SMALL = 13  # "hello, mesh!\n"
 LARGE = 10 * 1024 * 1024
@@ -75,7 +78,7 @@ def serve_backend(port: int, size: int) -> None:
     asyncio.run(main())
 
 
-def serve_mesh(port: int, backend_port: int) -> None:
+def serve_mesh(port: int, backend_port: int, *, uvloop: bool = False) -> None:
     from controlplane.agent.mesh import PortForwarder
     from controlplane.models.route import Backend
 
@@ -86,6 +89,9 @@ def serve_mesh(port: int, backend_port: int) -> None:
         await forwarder.start()
         await asyncio.Event().wait()
 
+    if uvloop:
+        # not a dependency: an experiment (see --uvloop)
+        importlib.import_module("uvloop").install()
     asyncio.run(main())
 
 
@@ -159,11 +165,14 @@ def _wait_listening(port: int, *, within: float = 15.0) -> None:
             time.sleep(0.05)
 
 
+MESH_LOOP: list[str] = []  # ["--uvloop"] when the mesh runs on uvloop
+
+
 def _child(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "benchmarks.mesh", *args],
-        cwd=Path(__file__).resolve().parent.parent,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path[1:]])},
     )
 
 
@@ -171,7 +180,7 @@ def scenario(name: str, *, size: int, connections: int, duration: float) -> None
     backend_port, mesh_port = _free_port(), _free_port()
     children = [
         _child("--serve-backend", str(backend_port), str(size)),
-        _child("--serve-mesh", str(mesh_port), str(backend_port)),
+        _child("--serve-mesh", str(mesh_port), str(backend_port), *MESH_LOOP),
     ]
     try:
         _wait_listening(backend_port)
@@ -204,13 +213,22 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=None, help="seconds per wrk run")
     parser.add_argument("--serve-backend", nargs=2, type=int, metavar=("PORT", "SIZE"))
     parser.add_argument("--serve-mesh", nargs=2, type=int, metavar=("PORT", "BACKEND"))
+    parser.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run the mesh on uvloop (not a dependency: install it beside to compare)",
+    )
     args = parser.parse_args()
     if args.serve_backend:
         serve_backend(*args.serve_backend)
         return
     if args.serve_mesh:
-        serve_mesh(*args.serve_mesh)
+        serve_mesh(*args.serve_mesh, uvloop=args.uvloop)
         return
+    if args.uvloop:
+        if importlib.util.find_spec("uvloop") is None:
+            sys.exit("benchmarks.mesh: --uvloop needs uvloop importable (PYTHONPATH)")
+        MESH_LOOP.append("--uvloop")
     if shutil.which("wrk") is None:
         sys.exit("benchmarks.mesh: wrk is missing; run scripts/install-deps")
     duration = args.duration or (3.0 if args.quick else 10.0)
@@ -218,7 +236,7 @@ def main() -> None:
     print(
         f"routing mesh benchmark: {platform.python_implementation()} "
         f"{platform.python_version()}, {os.cpu_count()} CPUs, load {load:.1f}, "
-        f"{duration:.0f} s per run, wrk -t1\n"
+        f"{duration:.0f} s per run, wrk -t1, mesh on {'uvloop' if args.uvloop else 'asyncio'}\n"
     )
     scenario("13 B, 1 connection", size=SMALL, connections=1, duration=duration)
     scenario("13 B, 16 connections", size=SMALL, connections=16, duration=duration)

@@ -12,6 +12,7 @@ socket is lost.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 #: Write buffer high-water mark per socket; past it the peer stops reading.
 HIGH_WATER = 1024 * 1024
@@ -27,9 +28,9 @@ class RelaySide(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=HIGH_WATER)
+        # a stream transport; not an `asyncio.Transport` subclass on every event loop
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=HIGH_WATER)
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
