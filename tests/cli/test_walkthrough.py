@@ -8,14 +8,16 @@ store), a manager, two agents and Docker.
     machine 1:  shoal node ls                      -> both Ready; this host's is the Leader
                 shoal stack deploy -c compose.yml test   (web: 5 replicas, a port)
                 shoal service ps test_web          -> 5 running, on both nodes
+                (open either node's address)       -> five different container ids
                 (edit the file: 8 replicas) shoal stack deploy ... -> 8 run; the 5 are kept
                 shoal stack rm test                -> no container of the cluster is left
     machine 2:  (stop the agent) shoal swarm leave --force
 
 The processes are the manager and the agents; every `shoal` command runs in-process with
 the environment a user has after `swarm init` (the config file), so its output and exit
-code are checked as the user would read them. The routing mesh is not part of this test:
-each task is reached on the port Docker published for it on its node's address.
+code are checked as the user would read them. Each task answers on the port Docker
+published for it on its node's address, and every node answers on the stack's port from
+each of the tasks in turn (the routing mesh).
 
 `test_service_verbs` walks `service create / update / rollback / scale` on the same
 cluster (file store only: it tests the CLI, not the store).
@@ -193,6 +195,12 @@ def test_walkthrough(walk: Walk, tmp_path: Path) -> None:
     assert {task["node"] for task in five} == {MACHINE_1, MACHINE_2}
     answers = {task_answer(task) for task in five}
     assert answers == {task["container_id"][:12] for task in five}  # five containers serve
+    for addr in (MACHINE_1, MACHINE_2):  # the routing mesh: any node, each task in turn
+
+        def from_each_task(at: str = addr) -> bool:
+            return mesh_answers(at, published, times=5) == answers
+
+        eventually(from_each_task, what=f"{addr}:{published} to answer from all five")
     table = ok("service", "ps", "test_web").stdout.splitlines()
     assert sum(" Running " in line for line in table) == 5
 
@@ -291,6 +299,17 @@ def running_tasks(service: str) -> list[dict[str, Any]]:
         assert task["state"] == "running", task
         task["node"] = nodes[task["node_id"]]["addr"]
     return live
+
+
+def mesh_answers(addr: str, port: int, *, times: int) -> set[str]:
+    """What `times` requests to a node's published port were answered with."""
+    found = set()
+    for _ in range(times):
+        try:
+            found.add(httpx.get(f"http://{addr}:{port}/", timeout=2).text.strip())
+        except httpx.HTTPError:
+            return set()
+    return found
 
 
 def task_answer(task: dict[str, Any]) -> str:
