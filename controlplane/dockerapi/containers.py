@@ -274,7 +274,9 @@ async def restart_container(request: Request, ref: str, t: str | None = None) ->
 @router.post("/containers/{ref}/wait")
 async def wait_container(
     request: Request, ref: str, condition: str = "not-running"
-) -> dict[str, Any]:
+) -> StreamingResponse:
+    """The Engine sends the headers at once and the body when the container exits: the
+    CLI's `run` asks for this before it starts the container, and waits for headers."""
     context = _context(request)
     container = listing.resolve(context.view, ref)
     if condition not in ("not-running", "next-exit", "removed"):
@@ -294,12 +296,17 @@ async def wait_container(
             return now if container.state != "exited" else None
         return now
 
-    ended: listing.DockerContainer | None = None
-    while ended is None and not context.closing.is_set():
-        ended = await _until(context, exited, within=60.0)
-    if ended is None:
-        raise DockerError(503, "the manager is shutting down; wait again")
-    return {"StatusCode": ended.exit_code, "Error": None}
+    async def body() -> AsyncIterator[bytes]:
+        ended: listing.DockerContainer | None = None
+        while ended is None and not context.closing.is_set():
+            ended = await _until(context, exited, within=60.0)
+        if ended is None:
+            answer = {"StatusCode": -1, "Error": {"Message": "the manager shut down"}}
+        else:
+            answer = {"StatusCode": ended.exit_code, "Error": None}
+        yield json.dumps(answer).encode()
+
+    return StreamingResponse(body(), media_type="application/json")
 
 
 @router.delete("/containers/{ref}", status_code=204)

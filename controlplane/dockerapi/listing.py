@@ -104,7 +104,7 @@ def containers(view: ClusterView) -> list[DockerContainer]:
             if task.service not in newest or task.created > newest[task.service].created:
                 newest[task.service] = task
             continue
-        if not task.node_id:
+        if not task.node_id or record is None:  # no node yet, or being removed
             continue
         status = view.statuses.get(task.id)
         found.append(

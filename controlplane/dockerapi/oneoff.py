@@ -50,13 +50,13 @@ STARTS_LABEL = "com.shoal.docker-api.starts"
 
 #: HostConfig fields that change what a container is; refused unless empty or default.
 UNSUPPORTED_HOST_CONFIG = {
-    "Binds": "bind mounts",
-    "Mounts": "mounts",
+    "Binds": "bind mounts, -v",
+    "Mounts": "--mount",
     "VolumesFrom": "--volumes-from",
-    "Privileged": "privileged containers",
+    "Privileged": "--privileged",
     "AutoRemove": "--rm",
-    "Links": "links",
-    "Devices": "devices",
+    "Links": "--link",
+    "Devices": "--device",
     "CapAdd": "--cap-add",
     "PidMode": "--pid",
     "IpcMode": "--ipc",
@@ -167,11 +167,11 @@ def service_spec(body: dict[str, Any], *, name: str) -> ServiceSpec:
         raise DockerError(400, "HostConfig: must be an object")
     for field, what in UNSUPPORTED_HOST_CONFIG.items():
         if host.get(field):
-            raise DockerError(400, f"HostConfig.{field}: {what} are not supported by shoal")
+            raise DockerError(400, f"HostConfig.{field} ({what}) is not supported by shoal")
     if (host.get("NetworkMode") or "") not in DEFAULT_NETWORKS:
-        raise DockerError(400, "HostConfig.NetworkMode: networks are not supported by shoal")
+        raise DockerError(400, "HostConfig.NetworkMode (--network) is not supported by shoal")
     if body.get("Volumes"):
-        raise DockerError(400, "Volumes: volumes are not supported by shoal")
+        raise DockerError(400, "Volumes (volumes) is not supported by shoal")
     env: dict[str, str] = {}
     rules: list[str] = []
     for item in _strings(body.get("Env"), "Env") or []:
