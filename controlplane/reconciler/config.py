@@ -2,15 +2,16 @@
 
 Defaults follow docs/DESIGN.md: a down node's tasks are replaced after one node TTL
 (15 s), each slot keeps its last five tasks, the scheduler spreads, and one
-transaction carries at most 64 compares and operations (Consul's limit, the smallest
-of the backends). Tests pass shorter times.
+transaction carries as many compares and operations as the store takes
+(`Store.max_txn_ops`: Consul 64, etcd 128, the file store 4096). Tests pass shorter
+times.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Compares plus operations in one transaction: Consul's limit.
+#: Compares plus operations in one transaction when the store does not say: Consul's limit.
 MAX_TXN_ITEMS = 64
 
 
@@ -29,5 +30,12 @@ class ReconcilerConfig:
     debounce: float = 0.05
     #: Seconds to wait before another pass after one failed (store down, a bug).
     retry_delay: float = 1.0
-    #: Compares plus operations per transaction.
-    max_txn_items: int = MAX_TXN_ITEMS
+    #: After a change, wait at least this many times the last pass's duration before the
+    #: next pass, so that a stream of status reports cannot keep the leader planning
+    #: back to back (at 10,000 tasks a pass over a service takes a fifth of a second).
+    pace: float = 1.0
+    #: Seconds between full passes (every service, whatever changed): a safety net under
+    #: the passes that re-plan only the services whose inputs changed.
+    full_pass_interval: float = 30.0
+    #: Compares plus operations per transaction (None: the store's `max_txn_ops`).
+    max_txn_items: int | None = None

@@ -6,15 +6,23 @@ manager starts the mirror (every manager has one), and when it wins an election 
 `stop()`. One pass:
 
 1. take a snapshot of the mirror and the time (`clock`: wall seconds, like the
-   timestamps agents write);
-2. `plan(snapshot, now=..., config=...)` (pure);
+   timestamps agents write), and ask the mirror which services' inputs changed since
+   the last pass's snapshot;
+2. `plan(snapshot, now=..., config=..., services=...)` (pure): a *full* pass (every
+   service) first, whenever something that concerns every service changed (a node, a
+   node spec), when a wake-up asked for by an earlier plan is due, and at least every
+   `full_pass_interval`; otherwise a pass over the changed services only (none
+   changed: no pass). The plan stays a pure function; only the choice of what to
+   re-plan is incremental;
 3. apply the plan in fenced transactions (`applier`), then wait until the mirror has
    seen the last write, so that the next pass never plans from a view that lacks this
    pass's own writes (it would create every new task twice).
 
 Then it waits for the mirror to change after the snapshot, or for the plan's
-`next_wakeup`, whichever comes first; after a change it waits `debounce` seconds more so
-that a burst of events costs one pass. A pass that fails (the store is down, a bug) is
+`next_wakeup` (or the next full pass), whichever comes first; after a change it waits
+`debounce` seconds more, and at least `pace` times the last pass's duration, so that a
+burst of events costs one pass and a stream of them cannot keep the leader planning
+back to back. A pass that fails (the store is down, a bug) is
 logged and retried after `retry_delay`. A fence failure raises `NotLeader` out of
 `run()`: the term is over, and the manager's leader loop knows what that means.
 
@@ -29,7 +37,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,7 +53,12 @@ log = logging.getLogger(__name__)
 
 class Planner(Protocol):
     def __call__(
-        self, snapshot: ClusterSnapshot, *, now: float, config: ReconcilerConfig
+        self,
+        snapshot: ClusterSnapshot,
+        *,
+        now: float,
+        config: ReconcilerConfig,
+        services: Collection[str] | None = None,
     ) -> Plan: ...
 
 
@@ -54,6 +67,7 @@ class ReconcilerMetrics:
     """Counters since this reconciler was made; the manager exports them as it likes."""
 
     passes: int = 0
+    full_passes: int = 0  # of `passes`, those that planned every service
     failed_passes: int = 0
     ops_applied: int = 0
     conflicts: int = 0
@@ -89,6 +103,9 @@ class Reconciler:
         self._stopped = asyncio.Event()
         self._running = False
         self.metrics = ReconcilerMetrics()
+        self._planned_through: int | None = None  # the last pass's snapshot revision
+        self._last_full = 0.0
+        self._due: float | None = None  # the earliest wake-up any plan asked for
 
     @property
     def fencing_token(self) -> int:
@@ -126,10 +143,28 @@ class Reconciler:
             await self._stopped.wait()
 
     # --- one pass ---------------------------------------------------------------------
+    def _scope(self, now: float) -> frozenset[str] | None:
+        """The services to re-plan now; None: every one (a full pass)."""
+        if self._planned_through is None:
+            return None
+        if self._due is not None and now >= self._due:
+            return None
+        if now - self._last_full >= self._config.full_pass_interval:
+            return None
+        return self._mirror.changed_services(self._planned_through)
+
+    def _next_wakeup(self) -> float:
+        full = self._last_full + self._config.full_pass_interval
+        return full if self._due is None else min(self._due, full)
+
     async def _pass(self) -> tuple[int, float | None]:
         started = self._clock()
         snapshot = self._mirror.snapshot()
-        decided = self._planner(snapshot, now=started, config=self._config)
+        scope = self._scope(started)
+        if scope is not None and not scope:  # nothing any service depends on changed
+            self._planned_through = self.metrics.last_revision = snapshot.revision
+            return snapshot.revision, self._next_wakeup()
+        decided = self._planner(snapshot, now=started, config=self._config, services=scope)
         result = ApplyResult()
         if decided.ops:
             log.info("reconciler: revision %d: %s", snapshot.revision, decided.summary())
@@ -137,13 +172,20 @@ class Reconciler:
                 self._store,
                 decided,
                 fencing_token=self._token,
-                max_txn_items=self._config.max_txn_items,
+                max_txn_items=self._config.max_txn_items or self._store.max_txn_ops,
             )
         for line in decided.unplaced:
             log.info("reconciler: not placed: %s", line)
         elapsed = self._clock() - started
         metrics = self.metrics
         metrics.passes += 1
+        if scope is None:
+            metrics.full_passes += 1
+            self._last_full = started
+            self._due = decided.next_wakeup
+        elif decided.next_wakeup is not None:
+            self._due = min(self._due or decided.next_wakeup, decided.next_wakeup)
+        self._planned_through = snapshot.revision
         metrics.ops_applied += result.applied
         metrics.conflicts += result.conflicts
         metrics.transactions += result.transactions
@@ -155,14 +197,15 @@ class Reconciler:
             self._on_pass(elapsed)
         if result.revision:
             await self._until(self._mirror.wait_for_revision(result.revision))
-        return snapshot.revision, decided.next_wakeup
+        return snapshot.revision, self._next_wakeup()
 
     # --- waiting ----------------------------------------------------------------------
     async def _wait(self, *, after: int, wakeup: float | None) -> None:
         timeout = None if wakeup is None else max(0.0, wakeup - self._clock())
         changed = await self._until(self._mirror.wait_changed(after), within=timeout)
-        if changed and self._config.debounce > 0:
-            await self._until(asyncio.sleep(self._config.debounce))
+        pause = max(self._config.debounce, self._config.pace * self.metrics.last_pass_seconds)
+        if changed and pause > 0:
+            await self._until(asyncio.sleep(pause))
 
     async def _until(self, awaitable: Awaitable[object], *, within: float | None = None) -> bool:
         """Await `awaitable` unless stopped or `within` seconds pass first; True when it

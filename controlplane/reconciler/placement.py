@@ -33,7 +33,8 @@ from controlplane.models.service import PublishMode, ServiceSpec
 from controlplane.reconciler.builder import NewTask, PendingPlacement, PlanBuilder
 from controlplane.reconciler.config import ReconcilerConfig
 from controlplane.reconciler.plan import CreateTask, PlacePending, Plan, PlanOp
-from controlplane.reconciler.view import PassView, ServiceContext
+from controlplane.reconciler.view import FAILURES, PassView, ServiceContext
+from controlplane.state import ClusterSnapshot
 from scheduler import (
     ConstraintError,
     NodeView,
@@ -98,8 +99,9 @@ def request_for(
     )
 
 
-def node_views(view: PassView) -> dict[str, NodeView]:
-    snapshot = view.snapshot
+def node_views(view: PassView, cluster: ClusterSnapshot | None = None) -> dict[str, NodeView]:
+    """The scheduler's nodes, holding every task of `cluster` (default: the view's)."""
+    snapshot = cluster if cluster is not None else view.snapshot
     views: dict[str, NodeView] = {}
     for node_id in view.node_ids():
         info = snapshot.nodes.get(node_id)
@@ -122,20 +124,24 @@ def node_views(view: PassView) -> dict[str, NodeView]:
         )
     held = {name: reservations(stored.record.spec) for name, stored in snapshot.services.items()}
     failures: dict[str, Counter[str]] = {}
-    for task in view.infos.values():
+    statuses = snapshot.statuses
+    for stored in snapshot.tasks.values():
+        task = stored.task
         node = views.get(task.node_id)
         if node is None:
             continue
-        service = task.task.service
-        if task.failed:
+        found = statuses.get(task.id)
+        state = found.status.state if found is not None else TaskState.ASSIGNED
+        service = task.service
+        if state in FAILURES:
             failures.setdefault(task.node_id, Counter())[service] += 1
-        if task.terminal:
+        if state.terminal:
             continue
         node.reserved = node.reserved + held.get(service, Resources())
         node.tasks_by_service[service] = node.tasks_by_service.get(service, 0) + 1
         node.total_tasks += 1
-        node.images.add(task.task.spec.image)
-        for port in task.task.spec.ports:
+        node.images.add(task.spec.image)
+        for port in task.spec.ports:
             if port.mode is PublishMode.HOST and port.published is not None:
                 node.host_ports_in_use.add((port.protocol, port.published))
     for node_id, counts in failures.items():
@@ -146,14 +152,16 @@ def node_views(view: PassView) -> dict[str, NodeView]:
 class Placement:
     """The scheduler's view of one pass, and the step that fills in a plan's new tasks."""
 
-    def __init__(self, view: PassView) -> None:
+    def __init__(self, view: PassView, *, cluster: ClusterSnapshot | None = None) -> None:
         self.view = view
+        self._cluster = cluster
         self._requests: dict[str, PlacementRequest] = {}
 
     @cached_property
     def nodes(self) -> dict[str, NodeView]:
-        """Built on first use: a pass with nothing to place never builds them."""
-        return node_views(self.view)
+        """Built on first use: a pass with nothing to place never builds them. They count
+        every task of the cluster, also on a pass that plans only some services."""
+        return node_views(self.view, self._cluster)
 
     def matches(self, ctx: ServiceContext, node_id: str) -> bool:
         """The node satisfies the service's constraints and platforms (not capacity).

@@ -13,6 +13,17 @@ key outside the layout is ignored.
 Nodes: the time each `nodes/` key disappears is kept in `down_since`, and dropped when
 the key comes back. A relist compares the new listing with the old maps, so a node
 that went down while the mirror was not watching is down from the relist on.
+
+Two indexes make the common questions cheap at ten thousand tasks:
+
+- `by_service`: the ids of each service's tasks, so that "the tasks of `web`" (the API's
+  `GET /tasks?service=`, `service ls` counts, one service's reconcile) does not walk
+  every task;
+- change marks: the revision at which each service's inputs last changed (its record,
+  one of its tasks, or one of its tasks' statuses: `service_changed`), and the revision
+  of the last change that concerns every service (a node, a node spec, a status whose
+  task is unknown, a relist: `all_changed`). The leader uses them to re-plan only the
+  services whose inputs moved since its last pass.
 """
 
 from __future__ import annotations
@@ -71,6 +82,12 @@ class ClusterContents:
         self.pending: dict[str, StoredTask] = {}  # the `pending/` keys only
         self.statuses: dict[str, StoredStatus] = {}
         self.down_since: dict[str, float] = {}
+        #: service name -> its task ids (a dict used as an ordered set)
+        self.by_service: dict[str, dict[str, None]] = {}
+        #: service name -> revision of the last change to its record, tasks or statuses
+        self.service_changed: dict[str, int] = {}
+        #: revision of the last change that may concern every service
+        self.all_changed = 0
         self._puts: list[tuple[str, Callable[[str, bytes, int], None]]] = [
             (keys.TASKS, self._put_task),
             (keys.STATUS, self._put_status),
@@ -90,6 +107,7 @@ class ClusterContents:
         contents = cls()
         for kv in listing.items:
             contents.put(kv.key, kv.value, kv.mod_revision)
+        contents.all_changed = listing.revision
         if previous is not None:
             contents.down_since = {
                 node_id: since
@@ -116,7 +134,19 @@ class ClusterContents:
             tasks=MappingProxyType(dict(self.tasks)),
             statuses=MappingProxyType(dict(self.statuses)),
             down_since=MappingProxyType(dict(self.down_since)),
+            task_ids_by_service=MappingProxyType(
+                {name: tuple(ids) for name, ids in self.by_service.items()}
+            ),
         )
+
+    def changed_services(self, after: int) -> frozenset[str] | None:
+        """The services whose inputs changed after revision `after`; None: all may have."""
+        if self.all_changed > after:
+            return None
+        return frozenset(name for name, rev in self.service_changed.items() if rev > after)
+
+    def task_ids_of(self, service: str) -> list[str]:
+        return list(self.by_service.get(service, ()))
 
     # --- events -----------------------------------------------------------------------
     def put(self, key: str, value: bytes, mod_revision: int) -> None:
@@ -133,7 +163,7 @@ class ClusterContents:
                 handler(key, value, mod_revision)
                 return
 
-    def delete(self, key: str, *, now: float) -> None:
+    def delete(self, key: str, *, now: float, revision: int = 0) -> None:
         if key == keys.CLUSTER:
             self.cluster = None
         elif key == keys.LEADER:
@@ -143,21 +173,45 @@ class ClusterContents:
             found = self.tasks.get(task_id)
             if found is not None and found.key == key:
                 del self.tasks[task_id]
+                service = found.task.service
+                ids = self.by_service.get(service)
+                if ids is not None:
+                    ids.pop(task_id, None)
+                    if not ids:
+                        del self.by_service[service]
+                self._mark(service, revision)
             found = self.pending.get(task_id)
             if found is not None and found.key == key:
                 del self.pending[task_id]
         elif key.startswith(keys.STATUS):
-            self.statuses.pop(key[len(keys.STATUS) :], None)
+            task_id = key[len(keys.STATUS) :]
+            if self.statuses.pop(task_id, None) is not None:
+                self._mark_task(task_id, revision)
         elif key.startswith(keys.NODES):
             node_id = key[len(keys.NODES) :]
             if self.nodes.pop(node_id, None) is not None:
                 self.down_since[node_id] = now
+                self.all_changed = max(self.all_changed, revision)
         elif key.startswith(keys.NODE_SPECS):
             self.node_specs.pop(key[len(keys.NODE_SPECS) :], None)
+            self.all_changed = max(self.all_changed, revision)
         elif key.startswith(keys.SERVICES):
-            self.services.pop(key[len(keys.SERVICES) :], None)
+            name = key[len(keys.SERVICES) :]
+            self.services.pop(name, None)
+            self._mark(name, revision)
         elif key.startswith(keys.MANAGERS):
             self.managers.pop(key[len(keys.MANAGERS) :], None)
+
+    def _mark(self, service: str, revision: int) -> None:
+        if revision > self.service_changed.get(service, 0):
+            self.service_changed[service] = revision
+
+    def _mark_task(self, task_id: str, revision: int) -> None:
+        entry = self.tasks.get(task_id)
+        if entry is not None:
+            self._mark(entry.task.service, revision)
+        else:  # a status without its task: only a full pass deletes it
+            self.all_changed = max(self.all_changed, revision)
 
     # --- one handler per prefix --------------------------------------------------------
     def _put_task(self, key: str, value: bytes, mod_revision: int) -> None:
@@ -181,6 +235,8 @@ class ClusterContents:
             self.tasks[task_id] = entry
             if entry.pending:
                 self.pending[task_id] = entry
+            self.by_service.setdefault(task.service, {})[task_id] = None
+            self._mark(task.service, mod_revision)
 
     def _put_status(self, key: str, value: bytes, mod_revision: int) -> None:
         status = _parse(TaskStatus, key, value)
@@ -191,6 +247,7 @@ class ClusterContents:
             _mismatch(key, "task id", status.task_id, task_id)
             return
         self.statuses[task_id] = StoredStatus(status=status, mod_revision=mod_revision)
+        self._mark_task(task_id, mod_revision)
 
     def _put_node(self, key: str, value: bytes, mod_revision: int) -> None:
         node = _parse(NodeInfo, key, value)
@@ -200,6 +257,7 @@ class ClusterContents:
         elif node is not None:
             self.nodes[node_id] = node
             self.down_since.pop(node_id, None)
+            self.all_changed = max(self.all_changed, mod_revision)
 
     def _put_node_spec(self, key: str, value: bytes, mod_revision: int) -> None:
         spec = _parse(NodeSpec, key, value)
@@ -208,6 +266,7 @@ class ClusterContents:
             _mismatch(key, "id", spec.id, node_id)
         elif spec is not None:
             self.node_specs[node_id] = spec
+            self.all_changed = max(self.all_changed, mod_revision)
 
     def _put_service(self, key: str, value: bytes, mod_revision: int) -> None:
         record = _parse(ServiceRecord, key, value)
@@ -216,6 +275,7 @@ class ClusterContents:
             _mismatch(key, "name", record.spec.name, name)
         elif record is not None:
             self.services[name] = StoredService(record=record, mod_revision=mod_revision)
+            self._mark(name, mod_revision)
 
     def _put_manager(self, key: str, value: bytes, mod_revision: int) -> None:
         manager = _parse(ManagerRecord, key, value)

@@ -13,7 +13,11 @@ Contract:
 - `revision` is the store revision of the last event applied: everything up to it is in
   the maps. `wait_for_revision(r)` returns once a write the caller made at revision `r`
   is visible here; `wait_changed(after)` once anything after `after` is.
-- `snapshot()` freezes the maps for one reconcile pass (`ClusterSnapshot`).
+- `snapshot()` freezes the maps for one reconcile pass (`ClusterSnapshot`);
+  `changed_services(after)` names the services whose record, tasks or statuses changed
+  after revision `after` (None when something that concerns every service did: a node,
+  a node spec, a relist), and `tasks_of(service)` answers from an index, without a walk
+  over every task.
 - When the store has compacted the history the watch needs (`RevisionCompacted`), the
   mirror lists again and rebuilds its maps, carrying the nodes' down-since times over.
   If the store is unreachable it retries the watch every `retry_delay` seconds; the
@@ -217,6 +221,18 @@ class ClusterMirror:
             return None
         return self._contents.down_since.get(node_id, self._watching_since)
 
+    def changed_services(self, after: int) -> frozenset[str] | None:
+        return self._contents.changed_services(after)
+
+    def tasks_of(self, service: str) -> list[Task]:
+        """The tasks (placed and pending) of the service named `service`."""
+        entries = self._contents.tasks
+        return [
+            entries[task_id].task
+            for task_id in self._contents.task_ids_of(service)
+            if task_id in entries
+        ]
+
     def snapshot(self) -> ClusterSnapshot:
         if not self.synced:
             raise RuntimeError("the cluster mirror has not listed the store yet: start() it")
@@ -286,6 +302,6 @@ class ClusterMirror:
         if event.type is EventType.PUT and event.value is not None:
             self._contents.put(event.key, event.value, event.revision)
         else:
-            self._contents.delete(event.key, now=self._clock())
+            self._contents.delete(event.key, now=self._clock(), revision=event.revision)
         self._revision = event.revision
         self._notify()

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from typing import Any
 
 import pytest
@@ -170,12 +170,18 @@ async def test_a_failing_pass_is_retried(store: Store, mirror: ClusterMirror) ->
     token = await store.put(keys.LEADER, LEADER.dump())
     calls = 0
 
-    def flaky(snapshot: ClusterSnapshot, *, now: float, config: ReconcilerConfig) -> Plan:
+    def flaky(
+        snapshot: ClusterSnapshot,
+        *,
+        now: float,
+        config: ReconcilerConfig,
+        services: Collection[str] | None = None,
+    ) -> Plan:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("a bug")
-        return plan(snapshot, now=now, config=config)
+        return plan(snapshot, now=now, config=config, services=services)
 
     reconciler = Reconciler(store, mirror, fencing_token=token, config=CONFIG, planner=flaky)
     async with background(reconciler.run(), simulated_agent(store, mirror)):
@@ -191,3 +197,44 @@ async def test_stop_returns_promptly_when_idle(store: Store, mirror: ClusterMirr
     await asyncio.sleep(0.05)
     await asyncio.wait_for(reconciler.stop(), 1)
     await asyncio.wait_for(run, 1)
+
+
+async def test_after_the_first_pass_only_changed_services_are_planned(
+    store: Store, mirror: ClusterMirror
+) -> None:
+    await deploy(store, replicas=2)
+    other = ServiceRecord(id="svc-db", spec=ServiceSpec(name="db", image="pg", replicas=1))
+    await store.put(keys.service("db"), other.dump())
+    token = await store.put(keys.LEADER, LEADER.dump())
+    scopes: list[frozenset[str] | None] = []
+
+    def recording(
+        snapshot: ClusterSnapshot,
+        *,
+        now: float,
+        config: ReconcilerConfig,
+        services: Collection[str] | None = None,
+    ) -> Plan:
+        scopes.append(None if services is None else frozenset(services))
+        return plan(snapshot, now=now, config=config, services=services)
+
+    reconciler = Reconciler(store, mirror, fencing_token=token, config=CONFIG, planner=recording)
+    async with background(reconciler.run(), simulated_agent(store, mirror)):
+        await until(lambda: len(running(mirror)) == 3, mirror, within=5)
+        async with asyncio.timeout(5):  # the passes that saw the last reports are done
+            while reconciler.metrics.last_revision < mirror.revision:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        settled = len(scopes)
+        await store.put(
+            keys.service("web"),
+            ServiceRecord(
+                id="svc-web", spec=ServiceSpec(name="web", image="nginx", replicas=3)
+            ).dump(),
+        )
+        await until(lambda: len(running(mirror)) == 4, mirror, within=5)
+        await reconciler.stop()
+    assert scopes[0] is None  # the first pass plans everything
+    assert reconciler.metrics.full_passes == 1
+    later = scopes[settled:]
+    assert later
+    assert all(scope == {"web"} for scope in later)

@@ -56,7 +56,7 @@ class World:
         if key in self.kv:
             self.revision += 1
             del self.kv[key]
-            self.contents.delete(key, now=self.now)
+            self.contents.delete(key, now=self.now, revision=self.revision)
 
     def mod_revision(self, key: str) -> int:
         return self.kv[key][1] if key in self.kv else 0
@@ -82,7 +82,7 @@ class World:
                     self.contents.put(write.key, write.value, self.revision)
                 elif write.key in self.kv:
                     del self.kv[write.key]
-                    self.contents.delete(write.key, now=self.now)
+                    self.contents.delete(write.key, now=self.now, revision=self.revision)
 
     def step(self) -> Plan:
         decided = self.plan()
