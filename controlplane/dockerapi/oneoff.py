@@ -171,7 +171,7 @@ def service_spec(body: dict[str, Any], *, name: str) -> ServiceSpec:
     if (host.get("NetworkMode") or "") not in DEFAULT_NETWORKS:
         raise DockerError(400, "HostConfig.NetworkMode (--network) is not supported by shoal")
     if body.get("Volumes"):
-        raise DockerError(400, "Volumes (volumes) is not supported by shoal")
+        raise DockerError(400, "Volumes (docker run -v VOLUME) is not supported by shoal")
     env: dict[str, str] = {}
     rules: list[str] = []
     for item in _strings(body.get("Env"), "Env") or []:

@@ -1,0 +1,144 @@
+"""The real docker CLI (version 28) against a manager's `--docker-api`, on a real cluster.
+
+What a docker user sees: `info` shows the cluster, `run -d -e constraint:node==X`
+places the container on node X through the leader, `ps` lists every task's container
+under its node's name, `logs` gives stdout and stderr apart, `stop` and `rm -f` act on
+the node, `images` lists the nodes' images, and what shoal does not do fails with a
+line saying so.
+"""
+
+from __future__ import annotations
+
+import json
+
+from controlplane.agent.runtime.base import LABEL_NODE
+from tests.dockerapi.conftest import DockerCli
+from tests.e2e.conftest import Cluster, poll
+from tests.harness.images import shell_until_sigterm
+
+SCRIPT = "echo hello-from-shoal; echo oops-on-stderr >&2"
+
+
+def _ps(docker_cli: DockerCli, *flags: str) -> list[dict[str, str]]:
+    out = docker_cli("ps", *flags, "--no-trunc", "--format", "{{json .}}").stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_info_shows_the_cluster_and_each_managers_role(
+    swarm: Cluster, docker_cli: DockerCli
+) -> None:
+    leader = poll(swarm.leader, within=30, what="a leader")
+    replica = next(m for m in swarm.managers if m is not leader)
+    shown = docker_cli("info", manager=leader).stdout
+    assert "Role: primary" in shown
+    assert "Nodes: 3" in shown
+    for agent in swarm.agents:
+        assert swarm.node_id_of(agent) in shown
+    assert "Role: replica" in docker_cli("info", manager=replica).stdout
+
+
+def test_the_cli_negotiates_api_1_41(docker_cli: DockerCli) -> None:
+    version = docker_cli("version", "--format", "{{json .}}").stdout
+    server = json.loads(version)["Server"]
+    assert server["ApiVersion"] == "1.41"
+    client = json.loads(version)["Client"]
+    assert client["ApiVersion"] == "1.41"  # negotiated down from the CLI's own
+
+
+def test_run_with_a_constraint_lands_on_that_node_and_shows_in_ps(
+    swarm: Cluster, docker_cli: DockerCli
+) -> None:
+    target = swarm.node_id_of(swarm.agents[1])
+    created = docker_cli(
+        "run", "-d", "--name", "pinned", "--init", "-e", f"constraint:node=={target}",
+        "-e", "GREETING=hi", swarm.image, *shell_until_sigterm(SCRIPT),
+    ).stdout.strip()  # fmt: skip
+    assert created
+    [container] = swarm.running("pinned", 1, within=60)
+    assert container.labels[LABEL_NODE] == target
+    env = swarm.inspect(container)["Config"]["Env"]
+    assert "GREETING=hi" in env
+    assert not [e for e in env if e.startswith("constraint:")]
+    listed = [c for c in _ps(docker_cli) if c["ID"] == created]
+    assert len(listed) == 1, _ps(docker_cli)
+    assert listed[0]["Names"].endswith("/pinned")
+    assert listed[0]["State"] == "running"
+
+
+def test_logs_stop_and_rm(swarm: Cluster, docker_cli: DockerCli) -> None:
+    created = docker_cli(
+        "run", "-d", "--name", "talker", "--init", swarm.image, *shell_until_sigterm(SCRIPT),
+    ).stdout.strip()  # fmt: skip
+    swarm.running("talker", 1, within=60)
+
+    def logged() -> tuple[str, str] | None:
+        done = docker_cli("logs", created)
+        return (done.stdout, done.stderr) if "hello-from-shoal" in done.stdout else None
+
+    stdout, stderr = poll(logged, within=30, what="the container's output in docker logs")
+    assert stdout.strip() == "hello-from-shoal"
+    assert stderr.strip() == "oops-on-stderr"
+    stamped = docker_cli("logs", "--timestamps", "--tail", "1", "talker").stderr.strip()
+    assert stamped.endswith(" oops-on-stderr")
+    assert stamped[:4].isdigit()
+
+    assert docker_cli("stop", "-t", "5", created).stdout.strip() == created
+    assert created not in [c["ID"] for c in _ps(docker_cli)]
+    [stopped] = [c for c in _ps(docker_cli, "-a") if c["ID"] == created]
+    assert stopped["State"] == "exited"
+    assert not swarm.containers("talker")  # nothing of it runs in Docker
+    assert swarm.containers("talker", all=True)
+
+    docker_cli("rm", "-f", created)
+    poll(
+        lambda: not swarm.containers("talker", all=True),
+        within=60,
+        what="the container removed from its node",
+    )
+    assert created not in [c["ID"] for c in _ps(docker_cli, "-a")]
+
+
+def test_rm_force_removes_a_running_container(swarm: Cluster, docker_cli: DockerCli) -> None:
+    created = docker_cli(
+        "run", "-d", "--name", "doomed", "--init", swarm.image, *shell_until_sigterm(),
+    ).stdout.strip()  # fmt: skip
+    swarm.running("doomed", 1, within=60)
+    refused = docker_cli("rm", created, check=False)
+    assert refused.returncode != 0
+    assert "cannot remove a running container" in refused.stderr
+    docker_cli("rm", "-f", "doomed")
+    poll(lambda: not swarm.containers("doomed", all=True), within=60, what="doomed removed")
+
+
+def test_ps_lists_service_tasks_under_their_node_names(
+    swarm: Cluster, docker_cli: DockerCli
+) -> None:
+    swarm.create("web", replicas=2, command=shell_until_sigterm())
+    running = swarm.running("web", 2, within=60)
+    listed = [c for c in _ps(docker_cli) if "shoal-web." in c["Names"]]
+    assert sorted(c["ID"] for c in listed) == sorted(c.id for c in running)
+    hostnames = {n["id"]: n["hostname"] for n in swarm.call("GET", "/nodes")}
+    for entry in listed:
+        [match] = [c for c in running if c.id == entry["ID"]]
+        assert entry["Names"].startswith(f"{hostnames[match.labels[LABEL_NODE]]}/")
+
+
+def test_images_lists_what_the_nodes_have(swarm: Cluster, docker_cli: DockerCli) -> None:
+    shown = docker_cli("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert swarm.image in shown
+
+
+def test_unsupported_commands_fail_saying_so(swarm: Cluster, docker_cli: DockerCli) -> None:
+    for args in (("network", "ls"), ("pull", "busybox:latest"), ("volume", "ls")):
+        done = docker_cli(*args, check=False)
+        assert done.returncode != 0, args
+        assert "not supported by shoal" in done.stderr, (args, done.stderr)
+    created = docker_cli(
+        "run", "-d", "--name", "quiet", "--init", swarm.image, *shell_until_sigterm(),
+    ).stdout.strip()  # fmt: skip
+    done = docker_cli("exec", created, "true", check=False)
+    assert done.returncode != 0
+    assert "docker exec is not supported by shoal" in done.stderr
+    bad = docker_cli("run", "-d", "-e", "constraint:node=~x", swarm.image, check=False)
+    assert bad.returncode != 0
+    assert "constraint:node=~x" in bad.stderr
