@@ -35,12 +35,15 @@ LINES: list[dict[str, Any]] = [
 
 @pytest.fixture
 def stub(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[httpx.Request]]:
-    """Make `service logs` talk to a stub answering `status` and `body`; the requests."""
+    """Make `service logs` talk to a stub that knows service `web` and answers its logs
+    with `status` and `body`; the log requests it was sent."""
 
     def install(*, status: int = 200, body: str = "") -> list[httpx.Request]:
         seen: list[httpx.Request] = []
 
         def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/services/web":
+                return httpx.Response(200, json={"name": "web"})
             seen.append(request)
             return httpx.Response(
                 status, text=body, headers={"content-type": "application/x-ndjson"}

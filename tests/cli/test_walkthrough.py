@@ -26,7 +26,9 @@ cluster (file store only: it tests the CLI, not the store).
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -270,7 +272,27 @@ def test_service_verbs(walk: Walk) -> None:
     ]  # stderr lines on stderr, each after its time
     assert all(line[:4].isdigit() for line in logs.stdout.splitlines())  # 2026-11-26T...
     assert len(logs.stdout.splitlines()) == 2
+    slot_1 = tasks[1]
+    one = ok("service", "logs", slot_1["id"]).stdout  # a task's id, as docker takes too
+    assert one == (
+        f"talker.1.{slot_1['id'][:12]}@{hostname}    | hello from {slot_1['container_id'][:12]}\n"
+    )
+    assert sorted(following("talker").splitlines()) == expected  # and it stayed open
     ok("service", "rm", "talker")
+
+
+def following(service: str, *, seconds: float = 20.0) -> str:
+    """What `shoal service logs -f SERVICE` printed in `seconds`; it must still run then."""
+    with pytest.raises(subprocess.TimeoutExpired) as stopped:
+        subprocess.run(
+            [*CLI, "service", "logs", "--follow", service],
+            capture_output=True,
+            env={**os.environ, **process_env()},
+            timeout=seconds,
+            check=False,
+        )
+    out = stopped.value.stdout or b""
+    return out.decode() if isinstance(out, bytes) else out
 
 
 def write_compose(path: Path, *, image: str, replicas: int, published: int) -> None:

@@ -18,8 +18,15 @@ from typing import Annotated, Any
 import typer
 
 from controlplane.cli import output
-from controlplane.cli.client import DebugOption, HostOption, reported, session
-from controlplane.cli.service.names import ServiceRef
+from controlplane.cli.client import (
+    CliError,
+    DebugOption,
+    HostOption,
+    ManagerClient,
+    reported,
+    session,
+)
+from controlplane.cli.service.names import complete_services
 
 SEPARATOR = "    | "
 
@@ -33,7 +40,14 @@ def check_tail(text: str) -> str:
 
 @reported
 def logs(
-    service: ServiceRef,
+    service: Annotated[
+        str,
+        typer.Argument(
+            metavar="SERVICE|TASK",
+            help="A service's name or id, or a task's id.",
+            autocompletion=complete_services,
+        ),
+    ],
     tail: Annotated[
         str,
         typer.Option("--tail", "-n", metavar="N", help="Lines from the end of each task's logs."),
@@ -51,23 +65,37 @@ def logs(
     host: HostOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Show the logs of a service's tasks, read from the nodes that ran them."""
+    """Show the logs of a service's tasks (or of one task), read from their nodes."""
     params = {
         "tail": check_tail(tail),
         "timestamps": str(timestamps).lower(),
         "follow": str(follow).lower(),
     }
     with session(host, debug) as api:
+        path = logs_path(api, service)
         not_served = (
-            f"the manager at {api.target.host} does not serve logs (it has no "
-            f"/services/{{name}}/logs): it is older than this shoal; upgrade it"
+            f"the manager at {api.target.host} does not serve logs (it has no {path}): "
+            "it is older than this shoal; upgrade it"
         )
-        with api.stream_lines(
-            f"/services/{service}/logs", params=params, endless=follow, not_served=not_served
-        ) as lines:
+        with api.stream_lines(path, params=params, endless=follow, not_served=not_served) as lines:
             for text in lines:
                 if text.strip():
                     show(json.loads(text), task_ids=not no_task_ids, no_trunc=no_trunc)
+
+
+def logs_path(api: ManagerClient, ref: str) -> str:
+    """Where the logs of `ref` are: a service's (name, id or prefix) or, as docker also
+    takes, one task's; an unknown `ref` is reported as an unknown service."""
+    try:
+        return f"/services/{api.get(f'/services/{ref}')['name']}/logs"
+    except CliError as unknown_service:
+        if "not found" not in unknown_service.message:
+            raise
+        try:
+            task = api.get(f"/tasks/{ref}")
+        except CliError:
+            raise unknown_service from None
+        return f"/tasks/{task['id']}/logs"
 
 
 def show(item: dict[str, Any], *, task_ids: bool = True, no_trunc: bool = False) -> None:
