@@ -62,8 +62,8 @@ def find_service(view: ClusterView, ref: str) -> ServiceRecord:
 def service_state(view: ClusterView, record: ServiceRecord) -> ServiceState:
     live = [
         task
-        for task in view.tasks.values()
-        if task.service == record.spec.name and task.desired_state is DesiredState.RUNNING
+        for task in view.tasks_of(record.spec.name)
+        if task.desired_state is DesiredState.RUNNING
     ]
     running = sum(
         1

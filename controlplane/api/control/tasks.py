@@ -3,13 +3,21 @@
 A task's state is its agent's last report (`status/<id>`); before any report it is
 `pending` (no node fits yet) or `assigned` (placed, not picked up). Read-only here:
 tasks are written by the leader alone.
+
+Lists are sorted by (service, slot, created, id), and may be read a page at a time:
+`page(found, limit=..., after=...)` takes the tasks after a cursor, the opaque form of
+the last sort key a client saw. A cursor stays valid while tasks come and go: the next
+page starts after that key, wherever it now is.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
 
-from controlplane.api.control.errors import NotFound
+from controlplane.api.control.errors import Invalid, NotFound
 from controlplane.api.control.view import ClusterView
 from controlplane.models import Task, TaskState, TaskStatus
 from controlplane.models.task import DesiredState
@@ -39,9 +47,19 @@ def observed(view: ClusterView, task: Task) -> ObservedTask:
     return ObservedTask(task=task, status=view.statuses.get(task.id))
 
 
+SortKey = tuple[str, int, float, str]
+
+
+def sort_key(task: Task) -> SortKey:
+    return (task.service, task.slot or 0, task.created, task.id)
+
+
 def list_tasks(view: ClusterView, query: TaskFilter) -> list[ObservedTask]:
     found = []
-    for task in view.tasks.values():
+    candidates = view.tasks.values() if query.service is None else view.tasks_of(query.service)
+    if query.service is not None and not candidates:  # perhaps a service id
+        candidates = view.tasks.values()
+    for task in candidates:
         if query.service is not None and query.service not in (task.service, task.service_id):
             continue
         if query.node is not None and task.node_id != query.node:
@@ -52,9 +70,35 @@ def list_tasks(view: ClusterView, query: TaskFilter) -> list[ObservedTask]:
         if query.state is not None and item.state is not query.state:
             continue
         found.append(item)
-    return sorted(
-        found, key=lambda t: (t.task.service, t.task.slot or 0, t.task.created, t.task.id)
-    )
+    return sorted(found, key=lambda t: sort_key(t.task))
+
+
+def cursor_of(task: Task) -> str:
+    """The opaque cursor that pages after `task`."""
+    return base64.urlsafe_b64encode(json.dumps(sort_key(task)).encode()).decode()
+
+
+def _after(cursor: str) -> SortKey:
+    try:
+        service, slot, created, task_id = json.loads(base64.urlsafe_b64decode(cursor))
+        return (str(service), int(slot), float(created), str(task_id))
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise Invalid(
+            ("query", "after"), "not a cursor this API gave (use the Shoal-Next-Cursor header)"
+        ) from exc
+
+
+def page(
+    found: list[ObservedTask], *, limit: int | None, after: str | None
+) -> tuple[list[ObservedTask], str | None]:
+    """The tasks after the cursor `after`, at most `limit` of them, and the cursor of the
+    next page (None: this is the last)."""
+    if after is not None:
+        start = _after(after)
+        found = [item for item in found if sort_key(item.task) > start]
+    if limit is None or len(found) <= limit:
+        return found, None
+    return found[:limit], cursor_of(found[limit - 1].task)
 
 
 def find_task(view: ClusterView, ref: str) -> ObservedTask:

@@ -60,6 +60,10 @@ class ClusterView(Protocol):
     @property
     def statuses(self) -> Mapping[str, TaskStatus]: ...
 
+    def tasks_of(self, service: str) -> list[Task]:
+        """The tasks of the service named `service`, from an index (no walk over all)."""
+        ...
+
     # The timeout is the caller's bound on read-your-writes, not a cancellation scope.
     async def wait_for_revision(self, revision: int, *, timeout: float) -> bool: ...  # noqa: ASYNC109
 
