@@ -151,6 +151,12 @@ class RouteWriter:
                 log.warning("routing tables not written (store unavailable: %s); retrying", exc)
                 await asyncio.sleep(self._retry_delay)
                 continue
+            except NotLeader:
+                raise
+            except Exception:  # a bug here must not cost the cluster its leader
+                log.exception("routing tables not written; retrying")
+                await asyncio.sleep(self._retry_delay)
+                continue
             await self._mirror.wait_changed(seen)
             await asyncio.sleep(self._settle)  # a burst of changes costs one pass
 

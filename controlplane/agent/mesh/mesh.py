@@ -108,6 +108,10 @@ class RoutingMesh:
             except StoreUnavailable as exc:
                 log.warning("mesh: store unavailable (%s); forwarding with the last tables", exc)
                 await asyncio.sleep(self._retry_delay)
+            except Exception:  # a bug here must not stop the agent: list again
+                log.exception("mesh: unexpected error; relisting the routing tables")
+                revision = 0
+                await asyncio.sleep(self._retry_delay)
 
     def _put(self, key: str, value: bytes) -> None:
         try:
