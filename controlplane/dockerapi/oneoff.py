@@ -13,7 +13,8 @@ classic Swarm read from the body is read the same way:
 * published ports are host-mode ports on the node that runs the container.
 
 Fields shoal cannot honour (bind mounts, volumes, privileged mode, other networks,
-`--rm`) are refused with a message naming them, never silently dropped.
+`--rm`, attaching: `docker run` without `-d`) are refused with a message naming them,
+never silently dropped.
 """
 
 from __future__ import annotations
@@ -162,6 +163,12 @@ def service_spec(body: dict[str, Any], *, name: str) -> ServiceSpec:
     image = body.get("Image")
     if not isinstance(image, str) or not image:
         raise DockerError(400, "Image: a container needs an image")
+    if any(body.get(f"Attach{stream}") for stream in ("Stdin", "Stdout", "Stderr")):
+        raise DockerError(
+            400,
+            "attaching to a container (docker run without -d, docker create) is not "
+            "supported by shoal: use docker run -d, then docker logs -f",
+        )
     host = body.get("HostConfig") or {}
     if not isinstance(host, dict):
         raise DockerError(400, "HostConfig: must be an object")

@@ -78,9 +78,14 @@ def test_logs_stop_and_rm(swarm: Cluster, docker_cli: DockerCli) -> None:
     stdout, stderr = poll(logged, within=30, what="the container's output in docker logs")
     assert stdout.strip() == "hello-from-shoal"
     assert stderr.strip() == "oops-on-stderr"
-    stamped = docker_cli("logs", "--timestamps", "--tail", "1", "talker").stderr.strip()
-    assert stamped.endswith(" oops-on-stderr")
-    assert stamped[:4].isdigit()
+    stamped = docker_cli("logs", "--timestamps", "--tail", "2", "talker")
+    for text, line in ((stamped.stdout, "hello-from-shoal"), (stamped.stderr, "oops-on-stderr")):
+        stamp, _, rest = text.strip().partition(" ")
+        assert rest == line
+        assert stamp.startswith("20")
+        assert stamp.endswith("Z")
+    last = docker_cli("logs", "--tail", "1", "talker")
+    assert len((last.stdout + last.stderr).splitlines()) == 1
 
     assert docker_cli("stop", "-t", "5", created).stdout.strip() == created
     assert created not in [c["ID"] for c in _ps(docker_cli)]
@@ -139,6 +144,58 @@ def test_unsupported_commands_fail_saying_so(swarm: Cluster, docker_cli: DockerC
     done = docker_cli("exec", created, "true", check=False)
     assert done.returncode != 0
     assert "docker exec is not supported by shoal" in done.stderr
+    attached = docker_cli("run", swarm.image, "echo", "hi", check=False)
+    assert attached.returncode != 0
+    assert "docker run without -d" in attached.stderr
+    assert "not supported by shoal" in attached.stderr
     bad = docker_cli("run", "-d", "-e", "constraint:node=~x", swarm.image, check=False)
     assert bad.returncode != 0
     assert "constraint:node=~x" in bad.stderr
+
+
+def test_affinity_and_the_constraints_label_place_like_classic_swarm(
+    swarm: Cluster, docker_cli: DockerCli
+) -> None:
+    """Through the replica manager: it writes to the store, the leader places."""
+    replica = next(m for m in swarm.managers if m is not swarm.leader())
+    first, second = swarm.node_id_of(swarm.agents[0]), swarm.node_id_of(swarm.agents[2])
+    docker_cli(
+        "run", "-d", "--name", "anchor", "--init", "-e", f"constraint:node=={first}",
+        swarm.image, *shell_until_sigterm(), manager=replica,
+    )  # fmt: skip
+    docker_cli(
+        "run", "-d", "--name", "follower", "--init", "-e", "affinity:container==anchor",
+        swarm.image, *shell_until_sigterm(), manager=replica,
+    )  # fmt: skip
+    docker_cli(
+        "run", "-d", "--name", "labelled", "--init",
+        "--label", f'com.docker.swarm.constraints=["node=={second}"]',
+        swarm.image, *shell_until_sigterm(), manager=replica,
+    )  # fmt: skip
+    for name, node in (("anchor", first), ("follower", first), ("labelled", second)):
+        [container] = swarm.running(name, 1, within=60)
+        assert container.labels[LABEL_NODE] == node, name
+
+
+def test_inspect_kill_restart_and_wait(swarm: Cluster, docker_cli: DockerCli) -> None:
+    created = docker_cli(
+        "run", "-d", "--name", "cycled", "--init", swarm.image, *shell_until_sigterm(),
+    ).stdout.strip()  # fmt: skip
+    [container] = swarm.running("cycled", 1, within=60)
+    inspected = json.loads(docker_cli("inspect", "cycled").stdout)[0]
+    assert inspected["Id"] == created
+    assert inspected["State"]["Running"] is True
+    assert inspected["Node"]["ID"] == container.labels[LABEL_NODE]
+    assert inspected["Name"].endswith("/cycled")
+
+    docker_cli("kill", created)
+    assert docker_cli("wait", created).stdout.strip() == "137"
+    assert not swarm.containers("cycled")
+
+    docker_cli("restart", created)
+    swarm.running("cycled", 1, within=60)
+    [again] = [c for c in _ps(docker_cli) if c["ID"] == created]
+    assert again["State"] == "running"
+
+    docker_cli("run", "-d", "--name", "three", swarm.image, "sh", "-c", "exit 3")
+    assert docker_cli("wait", "three").stdout.strip() == "3"
