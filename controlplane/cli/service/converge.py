@@ -12,14 +12,9 @@ from typing import Any
 import typer
 
 from controlplane.cli import output
-from controlplane.cli.client import (
-    CliError,
-    ManagerClient,
-)
+from controlplane.cli.client import CliError, ManagerClient
 from controlplane.models import ServiceSpec
 from controlplane.models.service import ServiceMode
-
-# --- waiting for convergence ------------------------------------------------------------
 
 POLL_SECONDS = float(os.environ.get("SHOAL_POLL_SECONDS", "0.5"))
 #: A global service with no task this long after the change has no eligible node.

@@ -8,12 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from controlplane.cli.client import (
-    DebugOption,
-    HostOption,
-    reported,
-    session,
-)
+from controlplane.cli.client import DebugOption, HostOption, reported, session
 from controlplane.cli.service.converge import wait_converged
 from controlplane.cli.service.flags import (
     Detach,
@@ -69,8 +64,6 @@ from controlplane.cli.service.health import (
 from controlplane.compose import units
 from controlplane.compose.envfile import EnvFileError, read_env_file
 from controlplane.models.service import ServiceMode
-
-# --- create -----------------------------------------------------------------------------
 
 
 @reported

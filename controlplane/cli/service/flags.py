@@ -27,7 +27,6 @@ from scheduler.constraints import (
 
 T = TypeVar("T")
 
-# --- options shared by create and update ----------------------------------------------
 
 Texts = list[str]
 Detach = Annotated[

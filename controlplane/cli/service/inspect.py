@@ -7,12 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from controlplane.cli import output
-from controlplane.cli.client import (
-    DebugOption,
-    HostOption,
-    reported,
-    session,
-)
+from controlplane.cli.client import DebugOption, HostOption, reported, session
 from controlplane.cli.service import health
 from controlplane.cli.service.names import ServiceRefs
 from controlplane.models.service import ServiceMode

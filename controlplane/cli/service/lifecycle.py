@@ -18,8 +18,6 @@ from controlplane.cli.service.converge import wait_converged
 from controlplane.cli.service.flags import Detach, Quiet
 from controlplane.cli.service.names import ServiceRef, ServiceRefs, complete_scale
 
-# --- scale, rollback, rm, logs ----------------------------------------------------------
-
 
 @reported
 def scale(

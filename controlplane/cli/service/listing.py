@@ -5,12 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.cli import output
-from controlplane.cli.client import (
-    DebugOption,
-    HostOption,
-    reported,
-    session,
-)
+from controlplane.cli.client import DebugOption, HostOption, reported, session
 from controlplane.models.service import ServiceMode
 
 SERVICE_HEADERS = ("ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS")

@@ -6,11 +6,7 @@ from typing import Annotated
 
 import typer
 
-from controlplane.cli.client import (
-    completion_get,
-)
-
-# --- shell completion -------------------------------------------------------------------
+from controlplane.cli.client import completion_get
 
 
 def complete_services(incomplete: str) -> list[str]:

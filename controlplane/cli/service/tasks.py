@@ -7,13 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from controlplane.cli import output
-from controlplane.cli.client import (
-    DebugOption,
-    HostOption,
-    ManagerClient,
-    reported,
-    session,
-)
+from controlplane.cli.client import DebugOption, HostOption, ManagerClient, reported, session
 from controlplane.cli.service.names import ServiceRefs
 
 TASK_HEADERS = ("ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR")

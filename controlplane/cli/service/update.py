@@ -6,12 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from controlplane.cli.client import (
-    DebugOption,
-    HostOption,
-    reported,
-    session,
-)
+from controlplane.cli.client import DebugOption, HostOption, reported, session
 from controlplane.cli.service.converge import wait_converged
 from controlplane.cli.service.flags import (
     Detach,
@@ -67,8 +62,6 @@ from controlplane.cli.service.health import (
 from controlplane.cli.service.names import ServiceRef
 from controlplane.compose import units
 from controlplane.models.service import ServiceMode
-
-# --- update -----------------------------------------------------------------------------
 
 
 @reported
