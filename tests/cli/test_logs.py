@@ -112,3 +112,13 @@ def test_a_bad_tail_is_a_usage_error() -> None:
     result = shoal("service", "logs", "--tail", "lots", "web")
     assert result.exit_code == 2
     assert "--tail" in result.output
+
+
+def test_a_garbled_answer_is_reported_not_a_traceback(
+    stub: Callable[..., list[httpx.Request]],
+) -> None:
+    stub(body=ndjson(LINES[:1]) + "<html>oops</html>\n")
+    result = shoal("service", "logs", "web")
+    assert result.exit_code == 1
+    assert result.stdout == "web.1.0f3c9a8b2d1e@alpha    | GET / 200\n"  # what came first
+    assert "not a JSON object: '<html>oops</html>'" in result.stderr

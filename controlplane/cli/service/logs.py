@@ -80,7 +80,7 @@ def logs(
         with api.stream_lines(path, params=params, endless=follow, not_served=not_served) as lines:
             for text in lines:
                 if text.strip():
-                    show(json.loads(text), task_ids=not no_task_ids, no_trunc=no_trunc)
+                    show(parse_item(text), task_ids=not no_task_ids, no_trunc=no_trunc)
 
 
 def logs_path(api: ManagerClient, ref: str) -> str:
@@ -96,6 +96,16 @@ def logs_path(api: ManagerClient, ref: str) -> str:
         except CliError:
             raise unknown_service from None
         return f"/tasks/{task['id']}/logs"
+
+
+def parse_item(text: str) -> dict[str, Any]:
+    try:
+        item = json.loads(text)
+    except ValueError:
+        item = None
+    if not isinstance(item, dict):
+        raise CliError(f"the manager sent a log line that is not a JSON object: {text[:80]!r}")
+    return item
 
 
 def show(item: dict[str, Any], *, task_ids: bool = True, no_trunc: bool = False) -> None:
