@@ -233,6 +233,7 @@ async def run_up(
                 advertise_addr=settings.advertise_addr,
                 store=store,
                 heartbeat_period=settings.heartbeat,
+                api_port=0,  # the agent endpoint (logs, inspect) on any free port
             )
             await agent.start()
             running.append(asyncio.create_task(agent.run(), name="agent"))
