@@ -360,6 +360,7 @@ def print_welcome(running: Running) -> None:
         "  shoal service create --name web --replicas 2 nginx\n"
         "  shoal service ls\n"
         "  shoal service ps web\n"
+        "  shoal service logs web\n"
         f'  curl -H "Authorization: Bearer $({token_command})" {running.api_url}/services\n'
         "\n"
         "Ctrl-C stops shoal (containers keep running; `shoal up` again carries on)."
