@@ -5,6 +5,7 @@ machine); those are imported when `shoal manager`, `shoal up` or `shoal agent` r
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,11 @@ def modules_after(*args: str) -> dict[str, object]:
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={"PYTHONPATH": str(REPO), "SHOAL_HOST": f"127.0.0.1:{free_port()}", "PATH": ""},
+        env={
+            "PYTHONPATH": str(REPO),
+            "SHOAL_HOST": f"127.0.0.1:{free_port()}",
+            "SHOAL_CONFIG": os.environ["SHOAL_CONFIG"],  # this test's own (tests/cli/conftest)
+        },
         timeout=120,
         check=False,
     )
