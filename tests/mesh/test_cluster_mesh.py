@@ -213,3 +213,27 @@ def test_host_mode_ports_answer_only_where_their_tasks_run(cluster: Cluster) -> 
         name = str(cluster.inspect(container)["Config"]["Hostname"])
         answer = poll(partial(try_get, addr, port), within=30, what=f"{addr} answers")
         assert answer == name
+
+
+def test_the_mesh_keeps_forwarding_while_no_manager_runs(cluster: Cluster) -> None:
+    """The data plane does not need the control plane: with every manager killed, the
+    agents forward with the last tables. (Last in this module: it restarts managers.)"""
+    port = port_free_everywhere()
+    cluster.create(
+        "steady",
+        replicas=3,
+        command=http_hostname_server(8080),
+        ports=[{"target": 8080, "published": port}],
+    )
+    three = hostnames(cluster, "steady", 3)
+    reach(port, three)
+    for manager in cluster.managers:
+        manager.kill()
+    time.sleep(2 * cluster.lease_ttl)  # the leader's lease is gone: no leader at all
+    answers = [get(addr, port) for addr in ADDRS for _ in range(6)]  # none may fail
+    assert set(answers) == three
+    for manager in cluster.managers:
+        manager.start(wait=False)
+    for manager in cluster.managers:
+        manager.wait_ready()
+    poll(cluster.leader, within=30, what="a leader again")

@@ -156,3 +156,23 @@ async def test_a_deposed_leader_writes_no_table(store: Store) -> None:
             async with asyncio.timeout(5):
                 await running
     assert await table(store, "web") is None
+
+
+async def test_a_new_leader_removes_tables_no_service_needs(store: Store) -> None:
+    """Tables written by an earlier leader for services removed since are deleted."""
+    stale = RouteTable(service="gone").dump()
+    await store.put(keys.route("gone"), stale)
+    token = await store.put(keys.LEADER, b"{}")
+    await put_node(store, "n1", "127.0.0.2")
+    await put_service(store, "web", WEB_PORTS)
+    async with ClusterMirror(store) as mirror:
+        running = asyncio.create_task(RouteWriter(store, mirror, fencing_token=token).run())
+        try:
+
+            async def swept() -> bool:
+                return await table(store, "gone") is None and await table(store, "web") is not None
+
+            await eventually(swept)
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
