@@ -137,6 +137,9 @@ class Executor:
         self._changed: set[str] = set()
         self._changed_event = asyncio.Event()
         self.ready = asyncio.Event()  # set once the first listing and resync are done
+        # Workers wait for the statuses of the listed tasks: a worker that ran before
+        # would take a running task for a new one and report it preparing again.
+        self._loaded = asyncio.Event()
 
     # --- the loops ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -145,6 +148,7 @@ class Executor:
             listing = await self._list()
             self._apply_listing(listing)
             await self._load_reported()
+            self._loaded.set()
             await self._resync()
             self.ready.set()
             async with asyncio.TaskGroup() as group:
@@ -369,6 +373,7 @@ class Executor:
             slot.worker.add_done_callback(self._workers.discard)
 
     async def _work(self, slot: _Slot) -> None:
+        await self._loaded.wait()
         try:
             while slot.dirty:
                 slot.dirty = False

@@ -9,12 +9,21 @@ now, and a task that went running -> failed while the store was away is reported
 A task whose status is still kept always goes through the flusher, so an older status can
 never land after a newer one. Forgetting a task (its key was deleted) drops what is kept
 and deletes its status key, by the same route.
+
+Writes are coalesced (`StatusBatcher`): every reporter on one store connection (one
+agent, or the thousand nodes of a hollow fleet) hands its write to that connection's
+batcher, which waits `BATCH_WINDOW` for others and writes all of them in one
+transaction (as many as the store takes: `Store.max_txn_ops`). A report still returns
+only once its status is written (or raises what the store raised), and a reporter makes
+one report of a task at a time, so a task's transitions are written in order, each in
+its own transaction: preparing, starting and running are three revisions, never one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -29,13 +38,109 @@ T = TypeVar("T")
 
 #: Statuses written by one flush transaction.
 FLUSH_BATCH = 64
+#: Seconds a batcher waits for more writes before it sends what it has.
+BATCH_WINDOW = 0.005
+
+
+class StatusBatcher:
+    """Coalesces the status writes made on one store connection (module docstring)."""
+
+    def __init__(self, store: Store, *, window: float = BATCH_WINDOW) -> None:
+        self._store = store
+        self._window = window
+        self._queue: list[tuple[Op, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        #: Transactions sent, and writes they carried: for tests and benchmarks.
+        self.transactions = 0
+        self.writes = 0
+
+    async def write(self, op: Op) -> None:
+        """Send `op` with the others of its batch; raises what the store raised."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((op, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send(), name="status batcher")
+        await future
+
+    async def _send(self) -> None:
+        try:
+            await asyncio.sleep(self._window)
+            while self._queue:
+                await self._send_one(self._take())
+        finally:  # cancelled with its loop: nobody waits forever
+            for _, future in self._queue:
+                if not future.done():
+                    future.cancel()
+
+    def _take(self) -> list[tuple[Op, asyncio.Future[None]]]:
+        """The next batch, in arrival order: at most the store's limit, one op per key."""
+        batch: list[tuple[Op, asyncio.Future[None]]] = []
+        rest: list[tuple[Op, asyncio.Future[None]]] = []
+        keys_in: set[str] = set()
+        limit = self._store.max_txn_ops
+        for op, future in self._queue:
+            if future.done():  # its reporter gave up waiting and kept the status
+                continue
+            if len(batch) < limit and op.key not in keys_in:
+                batch.append((op, future))
+                keys_in.add(op.key)
+            else:
+                rest.append((op, future))
+        self._queue = rest
+        return batch
+
+    async def _send_one(self, batch: list[tuple[Op, asyncio.Future[None]]]) -> None:
+        if not batch:
+            return
+        self.transactions += 1
+        self.writes += len(batch)
+        try:
+            await self._store.txn([], [op for op, _ in batch])
+        except (StoreUnavailable, TimeoutError) as exc:
+            for _, future in batch:
+                _settle(future, exc)
+        except DiscoveryError:
+            # refused as a whole (one bad value): each alone, so that the rest land
+            for op, future in batch:
+                try:
+                    await self._store.txn([], [op])
+                except Exception as exc:  # handed to the one reporter it belongs to
+                    _settle(future, exc)
+                else:
+                    _settle(future, None)
+        else:
+            for _, future in batch:
+                _settle(future, None)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+_batchers: weakref.WeakKeyDictionary[Store, StatusBatcher] = weakref.WeakKeyDictionary()
+
+
+def batcher_for(store: Store) -> StatusBatcher:
+    """The one batcher of this store connection, shared by every reporter on it."""
+    found = _batchers.get(store)
+    if found is None:
+        found = _batchers[store] = StatusBatcher(store)
+    return found
 
 
 class StatusReporter:
     """Writes task statuses for one node; keeps the latest unwritten one per task."""
 
-    def __init__(self, store: Store, *, op_timeout: float = 5.0) -> None:
+    def __init__(
+        self, store: Store, *, op_timeout: float = 5.0, batcher: StatusBatcher | None = None
+    ) -> None:
         self._store = store
+        self._batcher = batcher or batcher_for(store)
         self._op_timeout = op_timeout
         # task id -> the status still to write, or None: its status key is to be deleted
         self._kept: dict[str, TaskStatus | None] = {}
@@ -52,7 +157,9 @@ class StatusReporter:
             self._keep(status.task_id, status)
             return
         try:
-            await self._bounded(self._store.put(keys.status(status.task_id), status.dump()))
+            await self._bounded(
+                self._batcher.write(Put(keys.status(status.task_id), status.dump()))
+            )
         except (StoreUnavailable, TimeoutError) as exc:
             log.info("status of task %s kept until the store answers: %s", status.task_id, exc)
             self._keep(status.task_id, status)
@@ -63,7 +170,7 @@ class StatusReporter:
             self._keep(task_id, None)
             return
         try:
-            await self._bounded(self._store.delete(keys.status(task_id)))
+            await self._bounded(self._batcher.write(Delete(keys.status(task_id))))
         except (StoreUnavailable, TimeoutError):
             self._keep(task_id, None)
 

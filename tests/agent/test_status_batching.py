@@ -1,0 +1,83 @@
+"""Status reports made at the same time on one store connection share transactions,
+and no task's transition is lost or reordered on the way."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from controlplane import keys
+from controlplane.agent.status import StatusBatcher, StatusReporter
+from controlplane.models import TaskState, TaskStatus
+from discovery import Event, Store, open_store
+
+PROGRESS = (TaskState.PREPARING, TaskState.STARTING, TaskState.RUNNING)
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(store_url)
+    yield opened
+    await opened.close()
+
+
+async def status_events(store: Store, start: int, count: int) -> list[Event]:
+    events: list[Event] = []
+    async with asyncio.timeout(30):
+        async for event in store.watch(keys.STATUS, start_revision=start):
+            events.append(event)
+            if len(events) == count:
+                return events
+    return events
+
+
+async def test_concurrent_reports_share_transactions_and_keep_every_transition(
+    store: Store,
+) -> None:
+    batcher = StatusBatcher(store)
+    reporters = [StatusReporter(store, batcher=batcher) for _ in range(40)]
+    start = (await store.list(keys.STATUS)).revision + 1
+
+    async def one_task(index: int, reporter: StatusReporter) -> None:
+        for state in PROGRESS:  # as the executor does: one report at a time per task
+            await reporter.report(TaskStatus(task_id=f"t{index:03d}", state=state))
+
+    await asyncio.gather(*(one_task(i, r) for i, r in enumerate(reporters)))
+    assert batcher.writes == 3 * len(reporters)
+    assert batcher.transactions < batcher.writes / 4  # shared, not one per report
+
+    if store.exact_history:  # every transition is in the history, in order
+        events = await status_events(store, start, 3 * len(reporters))
+        by_task: dict[str, list[str]] = {}
+        for event in events:
+            assert event.value is not None
+            status = TaskStatus.load(event.value)
+            by_task.setdefault(status.task_id, []).append(status.state.value)
+        assert by_task == {f"t{i:03d}": [s.value for s in PROGRESS] for i in range(40)}
+    listing = await store.list(keys.STATUS)
+    assert len(listing.items) == len(reporters)
+    assert all(TaskStatus.load(kv.value).state is TaskState.RUNNING for kv in listing.items)
+
+
+async def test_a_forgotten_task_loses_its_status_key(store: Store) -> None:
+    reporter = StatusReporter(store, batcher=StatusBatcher(store))
+    await reporter.report(TaskStatus(task_id="gone", state=TaskState.RUNNING))
+    assert await store.get(keys.status("gone")) is not None
+    await reporter.forget("gone")
+    assert await store.get(keys.status("gone")) is None
+
+
+async def test_more_reports_than_one_transaction_takes_are_split(store: Store) -> None:
+    batcher = StatusBatcher(store)
+    reporter = StatusReporter(store, batcher=batcher)
+    count = store.max_txn_ops + 10
+    await asyncio.gather(
+        *(
+            reporter.report(TaskStatus(task_id=f"x{i:05d}", state=TaskState.RUNNING))
+            for i in range(count)
+        )
+    )
+    assert batcher.transactions >= 2
+    assert len((await store.list(keys.STATUS)).items) == count
