@@ -89,6 +89,7 @@ class AgentSettings:
     hollow_nodes: int
     heartbeat: float
     remove_tasks_on_stop: bool = False
+    hostname: str | None = None
     api_port: int = 0
     mesh: bool = True
     mesh_proxy_protocol: bool = False
@@ -189,6 +190,14 @@ def agent(
         help="On a clean stop, remove this node's task containers (for a node that goes "
         "away with its agent, as in a compose project). Off: they keep running.",
     ),
+    hostname: str | None = typer.Option(
+        None,
+        "--hostname",
+        envvar="SHOAL_HOSTNAME",
+        metavar="NAME",
+        help="The node's name in node ls (default: the runtime's: the engine host's name). "
+        "Tells apart several agents sharing one engine.",
+    ),
     api_port: int = typer.Option(
         0,
         "--api-port",
@@ -247,6 +256,7 @@ def agent(
         hollow_nodes=hollow_nodes,
         heartbeat=parse_duration(heartbeat),
         remove_tasks_on_stop=remove_tasks_on_stop,
+        hostname=hostname,
         api_port=api_port,
         mesh=mesh,
         mesh_proxy_protocol=mesh_proxy_protocol,
@@ -325,6 +335,7 @@ def _target(settings: AgentSettings, discovery: str) -> Agent | HollowFleet:
         labels=settings.labels,
         heartbeat_period=settings.heartbeat,
         remove_units_on_stop=settings.remove_tasks_on_stop,
+        hostname=settings.hostname,
         api_port=None if settings.runtime.name == "hollow" else settings.api_port,
         mesh=(
             MeshConfig(proxy_protocol=settings.mesh_proxy_protocol)
@@ -369,7 +380,7 @@ async def _discovery_url(settings: AgentSettings) -> str:
                     state_dir,
                     manager=settings.join or "",
                     token=settings.token or "",
-                    hostname=socket.gethostname(),
+                    hostname=settings.hostname or socket.gethostname(),
                     addr=settings.advertise_addr,
                     labels=settings.labels,
                 )
