@@ -5,6 +5,7 @@ hollow nodes never get a mesh."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -68,6 +69,34 @@ async def test_the_mesh_follows_the_tables(store: Store) -> None:
             with pytest.raises(ConnectionRefusedError):
                 await ask(HOST, published)
         finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_port_held_by_another_process_is_bound_once_it_is_free(store: Store) -> None:
+    async with named_server("a") as a:
+        squatter = socket.socket()
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind((HOST, 0))
+        squatter.listen()
+        published = squatter.getsockname()[1]
+        await store.put(keys.route("web"), table("web", published, a))
+        mesh = RoutingMesh(store, address=HOST, rebind_interval=0.1)
+        running = asyncio.create_task(mesh.run())
+        try:
+            async with asyncio.timeout(5):
+                while published not in mesh.forwarders:
+                    await mesh.applied.wait()
+            assert published not in mesh.ports  # known, but not listening
+            squatter.close()
+            async with asyncio.timeout(5):
+                while True:  # the rebind loop, not a table change, binds it
+                    if published in mesh.ports:
+                        break
+                    await asyncio.sleep(0.05)
+            assert await answers(published, 2) == {b"a"}
+        finally:
+            squatter.close()
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
 

@@ -66,6 +66,7 @@ class RoutingMesh:
         self._rebind_interval = rebind_interval
         self._tables: dict[str, RouteTable] = {}
         self.forwarders: dict[int, PortForwarder] = {}
+        self._unbound: set[int] = set()  # ports that could not be bound (warned once)
         #: Set after every change has been applied to the listeners (tests wait on it).
         self.applied = asyncio.Event()
 
@@ -147,8 +148,11 @@ class RoutingMesh:
             try:
                 await forwarder.start()
             except OSError as exc:
-                log.warning("mesh: cannot listen on %s:%d: %s", self.address, port, exc)
+                level = logging.DEBUG if port in self._unbound else logging.WARNING
+                self._unbound.add(port)
+                log.log(level, "mesh: cannot listen on %s:%d: %s", self.address, port, exc)
             else:
+                self._unbound.discard(port)
                 log.info(
                     "mesh: forwarding %s:%d to %d endpoint(s)",
                     self.address,
