@@ -43,7 +43,9 @@ def modules_after(*args: str) -> dict[str, object]:
         timeout=120,
         check=False,
     )
-    found: dict[str, object] = json.loads(result.stdout.splitlines()[-1])
+    lines = result.stdout.splitlines()
+    assert lines, f"shoal {' '.join(args)} printed nothing:\n{result.stderr}"
+    found: dict[str, object] = json.loads(lines[-1])
     return found
 
 
