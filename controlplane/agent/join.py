@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from controlplane import keys
 from controlplane.agent.identity import Identity, load_identity, node_file, save_identity
-from controlplane.models import NodeSpec
-from discovery import Compare, Put, open_store
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +41,7 @@ class JoinRequest:
     node_id: str | None  # None on a first join
     hostname: str
     addr: str
+    labels: Mapping[str, str] = field(default_factory=dict)  # written with a new spec
 
 
 def manager_url(manager: str) -> str:
@@ -68,8 +66,9 @@ async def joined_identity(
 ) -> Identity:
     """The identity saved in `state_dir`, joining through `manager` first if there is none.
 
-    The manager writes the new node's spec without labels; `labels` (the operator's
-    `--label`s) are added to it here, once, right after the join that created it.
+    `labels` (the operator's `--label`s) travel with the join: the manager writes the
+    new node's spec with them, in one write. A node that joins again keeps the labels
+    its spec has.
     """
     saved = await asyncio.to_thread(load_identity, state_dir)
     if saved is not None and saved.discovery:
@@ -80,33 +79,19 @@ async def joined_identity(
         )
         return saved
     request = JoinRequest(
-        token=token, node_id=saved.node_id if saved else None, hostname=hostname, addr=addr
+        token=token,
+        node_id=saved.node_id if saved else None,
+        hostname=hostname,
+        addr=addr,
+        labels=dict(labels or {}),
     )
     grant = await join_cluster(manager, request, transport=transport)
     identity = Identity(
         node_id=grant.node_id, cluster_id=grant.cluster_id, discovery=grant.discovery
     )
-    if labels:
-        await _label_new_node(grant.discovery, grant.node_id, labels)
     await asyncio.to_thread(save_identity, state_dir, identity)
     log.info("joined cluster %s as node %s (%s)", grant.cluster_id, grant.node_id, grant.role)
     return identity
-
-
-async def _label_new_node(discovery: str, node_id: str, labels: Mapping[str, str]) -> None:
-    """Set `labels` on the spec the join just wrote, unless someone labelled it already."""
-    key = keys.node_spec(node_id)
-    async with await open_store(discovery) as store:
-        kv = await store.get(key)
-        if kv is None:
-            return  # the agent creates the spec itself, with the labels, at registration
-        spec = NodeSpec.load(kv.value)
-        if spec.labels:
-            return
-        spec.labels = dict(labels)
-        result = await store.txn([Compare(key, kv.mod_revision)], [Put(key, spec.dump())])
-        if not result.succeeded:
-            log.info("node %s was relabelled meanwhile; keeping those labels", node_id)
 
 
 async def join_cluster(
@@ -118,12 +103,14 @@ async def join_cluster(
 ) -> JoinGrant:
     """Ask `manager` to admit this node; raises `JoinError` with a one-line reason."""
     base = manager_url(manager)
-    body = {
+    body: dict[str, object] = {
         "token": request.token,
         "node_id": request.node_id,
         "hostname": request.hostname,
         "addr": request.addr,
     }
+    if request.labels:  # only then: a manager older than labels-on-join refuses the field
+        body["labels"] = dict(request.labels)
     try:
         async with httpx.AsyncClient(timeout=http_timeout, transport=transport) as client:
             response = await client.post(f"{base}/swarm/join", json=body)

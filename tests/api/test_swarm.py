@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from controlplane import keys
+from controlplane.agent.join import joined_identity
 from controlplane.models import ClusterRecord, NodeSpec, TaskState
 from tests.api.conftest import Api
 
@@ -141,3 +143,46 @@ async def test_health_needs_no_token(api: Api) -> None:
     assert response.json()["manager_id"] == "m-test"
     assert response.json()["leader"] is False
     assert response.json()["initialised"] is False
+
+
+async def test_join_writes_the_node_labels_with_its_spec(cluster: Api) -> None:
+    body = {**join_body(cluster.tokens["worker"]), "labels": {"zone": "a", "disk": "ssd"}}
+    response = await cluster.client.post("/swarm/join", json=body)
+    assert response.status_code == 200, response.text
+    node_id = response.json()["node_id"]
+    kv = await cluster.store.get(keys.node_spec(node_id))
+    assert kv is not None
+    assert kv.create_revision == kv.mod_revision  # one write, labels included
+    assert NodeSpec.load(kv.value).labels == {"zone": "a", "disk": "ssd"}
+
+    again = {**join_body(cluster.tokens["worker"], node_id=node_id), "labels": {"zone": "b"}}
+    assert (await cluster.client.post("/swarm/join", json=again)).status_code == 200
+    kv = await cluster.store.get(keys.node_spec(node_id))
+    assert kv is not None
+    assert NodeSpec.load(kv.value).labels == {"zone": "a", "disk": "ssd"}  # the spec's own
+
+
+async def test_a_bad_label_key_on_join_is_a_422_and_writes_nothing(cluster: Api) -> None:
+    body = {**join_body(cluster.tokens["worker"], node_id="n-lbl"), "labels": {"bad key!": "x"}}
+    response = await cluster.client.post("/swarm/join", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][:2] == ["body", "labels"]
+    assert await cluster.store.get(keys.node_spec("n-lbl")) is None
+
+
+async def test_an_agent_joining_with_labels_finds_them_on_its_spec(
+    cluster: Api, tmp_path: Path
+) -> None:
+    identity = await joined_identity(
+        tmp_path,
+        manager="http://manager",
+        token=cluster.tokens["worker"],
+        hostname="node-9",
+        addr="10.0.0.9",
+        labels={"zone": "c"},
+        transport=cluster.client._transport,
+    )
+    kv = await cluster.store.get(keys.node_spec(identity.node_id))
+    assert kv is not None
+    assert NodeSpec.load(kv.value).labels == {"zone": "c"}
+    assert kv.create_revision == kv.mod_revision

@@ -8,6 +8,7 @@ racing on init (or on one node's join) end with exactly one winner.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controlplane import keys
@@ -63,11 +64,20 @@ async def init_cluster(
     return Initialised(record=record, tokens=issued, revision=revision)
 
 
-async def join_node(store: Store, *, token: str, node_id: str | None, now: float) -> Admitted:
+async def join_node(
+    store: Store,
+    *,
+    token: str,
+    node_id: str | None,
+    now: float,
+    labels: Mapping[str, str] | None = None,
+) -> Admitted:
     """Admit a node that shows a valid join token; write its spec if it has none.
 
-    A node that joins again (same id) keeps the spec it has: its role and availability
-    are the operator's, not the token's. A refused join writes nothing.
+    The spec is written with the node's `labels`, in the same create-only write, so a
+    new node is never seen without them. A node that joins again (same id) keeps the
+    spec it has: its role, availability and labels are the operator's, not the token's
+    or the agent's. A refused join writes nothing.
     """
     record = await load_cluster(store)
     if record is None:
@@ -81,7 +91,7 @@ async def join_node(store: Store, *, token: str, node_id: str | None, now: float
             "a node id is 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
         )
     chosen = node_id or new_id()
-    spec = NodeSpec(id=chosen, role=role, joined=now)
+    spec = NodeSpec(id=chosen, role=role, joined=now, labels=dict(labels or {}))
     revision = await writes.create(store, keys.node_spec(chosen), spec)
     if revision is None:
         kv = await store.get(keys.node_spec(chosen))

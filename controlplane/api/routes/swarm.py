@@ -63,7 +63,11 @@ async def init(
 @router.post("/join", response_model=JoinResponse, summary="Admit a node that shows a join token")
 async def join(context: ContextDep, body: JoinRequest) -> JoinResponse:
     admitted = await control.join_node(
-        context.store, token=body.token, node_id=body.node_id, now=context.clock()
+        context.store,
+        token=body.token,
+        node_id=body.node_id,
+        now=context.clock(),
+        labels=body.labels,
     )
     await context.settle(admitted.revision)
     return JoinResponse(

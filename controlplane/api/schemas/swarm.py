@@ -6,6 +6,7 @@ from pydantic import BaseModel, Field
 
 from controlplane.api.control.ids import NODE_ID
 from controlplane.api.schemas.common import Request
+from controlplane.api.schemas.nodes import LabelKey, LabelValue
 from controlplane.models import NodeRole
 
 SettingValue = str | int | float | bool
@@ -38,6 +39,12 @@ class JoinRequest(Request):
     )
     hostname: str = Field(min_length=1, max_length=253)
     addr: str = Field(min_length=1, max_length=255, description="Address other nodes reach")
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="The node's operator labels (`--label`), written with its spec on a "
+        "first join; a node that joins again keeps the labels its spec has",
+    )
 
 
 class JoinResponse(BaseModel):
