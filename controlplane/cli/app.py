@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from controlplane.cli import agent, manager, node, service, stack, swarm, up
+from controlplane.cli.client import root_host
 from controlplane.version import __version__
 
 app = typer.Typer(
@@ -24,11 +25,23 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    context: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
+    host: str | None = typer.Option(
+        None,
+        "--host",
+        "-H",
+        metavar="URL",
+        help="The manager to talk to, for any command (as `docker -H`); "
+        "a command's own --host wins.",
+    ),
 ) -> None:
     """shoal: run Docker on many hosts as one cluster."""
+    if host:
+        token = root_host.set(host)
+        context.call_on_close(lambda: root_host.reset(token))
 
 
 app.command("agent")(agent.agent)

@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
@@ -82,6 +83,7 @@ class Target:
 
 
 def resolve_target(host: str | None) -> Target:
+    host = _given_host(host)
     try:
         config = load_config()
     except ConfigError as exc:
@@ -94,6 +96,19 @@ def resolve_target(host: str | None) -> Target:
     if config.token and chosen == (saved_host or DEFAULT_HOST):
         return Target(host=chosen, token=config.token, token_source=str(config_path()))
     return Target(host=chosen, token=None, token_source="")
+
+
+#: `shoal --host URL COMMAND`'s URL while COMMAND runs (set by the root command).
+root_host: ContextVar[str | None] = ContextVar("root_host", default=None)
+
+
+def _given_host(host: str | None) -> str | None:
+    """The command's `host`, unless it had none of its own (none, or SHOAL_HOST's)
+    and `shoal --host URL COMMAND` named one: a flag beats the environment."""
+    before_command = root_host.get()
+    if before_command and (host is None or host == os.environ.get(HOST_ENV)):
+        return before_command
+    return host
 
 
 class ManagerClient:

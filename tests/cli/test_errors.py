@@ -162,3 +162,15 @@ def test_help_on_every_command() -> None:
             result = shoal(group, command, "--help")
             assert result.exit_code == 0, (group, command, result.output)
             assert "Usage: " in result.stdout
+
+
+def test_host_before_the_command_as_docker_takes_it(cluster: ServedManager) -> None:
+    away = f"http://127.0.0.1:{free_port()}"
+    listed = shoal("--host", cluster.url, "service", "ls", env={"SHOAL_HOST": away})
+    assert listed.exit_code == 0, listed.output  # the flag beats the environment
+    own = shoal("-H", away, "service", "ls", "--host", cluster.url)
+    assert own.exit_code == 0, own.output  # and the command's own flag beats it
+    refused = shoal("--host", away, "node", "ls")
+    assert refused.exit_code == 1
+    assert f"cannot reach the manager at {away}" in refused.stderr
+    assert shoal("service", "ls").exit_code == 0  # the next command is not sent there
