@@ -65,10 +65,11 @@ def service_state(view: ClusterView, record: ServiceRecord) -> ServiceState:
         for task in view.tasks_of(record.spec.name)
         if task.desired_state is DesiredState.RUNNING
     ]
+    statuses = view.statuses
     running = sum(
         1
         for task in live
-        if (status := view.statuses.get(task.id)) is not None and status.state is TaskState.RUNNING
+        if (status := statuses.get(task.id)) is not None and status.state is TaskState.RUNNING
     )
     desired = record.spec.replicas if record.spec.mode is ServiceMode.REPLICATED else len(live)
     return ServiceState(record=record, desired=desired, running=running)

@@ -47,6 +47,7 @@ def observed(view: ClusterView, task: Task) -> ObservedTask:
     return ObservedTask(task=task, status=view.statuses.get(task.id))
 
 
+
 SortKey = tuple[str, int, float, str]
 
 
@@ -56,6 +57,7 @@ def sort_key(task: Task) -> SortKey:
 
 def list_tasks(view: ClusterView, query: TaskFilter) -> list[ObservedTask]:
     found = []
+    statuses = view.statuses  # one mapping for the whole walk
     candidates = view.tasks.values() if query.service is None else view.tasks_of(query.service)
     if query.service is not None and not candidates:  # perhaps a service id
         candidates = view.tasks.values()
@@ -66,7 +68,7 @@ def list_tasks(view: ClusterView, query: TaskFilter) -> list[ObservedTask]:
             continue
         if query.desired_state is not None and task.desired_state is not query.desired_state:
             continue
-        item = observed(view, task)
+        item = ObservedTask(task=task, status=statuses.get(task.id))
         if query.state is not None and item.state is not query.state:
             continue
         found.append(item)
