@@ -65,6 +65,7 @@ def test_up_gives_one_leader_two_managers_three_ready_nodes(project: Project) ->
     nodes = nodes_by_agent(project)
     assert sorted(nodes) == list(AGENTS)
     assert {n["status"] for n in nodes.values()} == {"ready"}
+    assert sorted(n["hostname"] for n in nodes.values()) == list(AGENTS)
     assert len({n["addr"] for n in nodes.values()}) == 3, "each agent has its own address"
 
 
