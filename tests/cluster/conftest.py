@@ -45,6 +45,10 @@ DISCOVERY = {"etcd": "etcd://etcd:2379/shoal", "consul": "consul://consul:8500/s
 
 T = TypeVar("T")
 
+#: A failed build, kept so that every later test fails at once with it: pytest sets up a
+#: failed session fixture again for each test, and a build takes minutes.
+_build_failure: list[str] = []
+
 
 def poll(condition: Callable[[], T | None], *, within: float, what: str, every: float = 0.25) -> T:
     """`condition()` once it is truthy; fail naming `what` after `within` seconds."""
@@ -82,13 +86,16 @@ def compose_images(dockerd: str, docker_client: Any) -> Images:
     )
     if version.returncode != 0:
         _unavailable("the docker compose plugin is not installed; run scripts/install-deps")
+    if _build_failure:
+        pytest.fail(_build_failure[0], pytrace=False)
     started = time.monotonic()
     built = subprocess.run(
         [str(BUILD_IMAGES)], env=env, capture_output=True, text=True, check=False, timeout=900
     )
     seconds = time.monotonic() - started
     if built.returncode != 0:
-        pytest.fail(f"scripts/build-images failed:\n{built.stderr[-3000:]}", pytrace=False)
+        _build_failure.append(f"scripts/build-images failed:\n{built.stderr[-4000:]}")
+        pytest.fail(_build_failure[0], pytrace=False)
     names = dict(line.split("=", 1) for line in built.stdout.split() if "=" in line)
     print(f"\nscripts/build-images took {seconds:.1f} s")
     return Images(names=names, busybox=ensure_busybox_image(docker_client), build_seconds=seconds)
