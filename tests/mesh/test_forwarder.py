@@ -27,8 +27,7 @@ async def test_round_robin_reaches_every_backend_evenly() -> None:
         forwarder = PortForwarder(address=HOST, port=0, backends=map(backend, ports))
         await forwarder.start()
         stack.callback(forwarder.close)
-        assert forwarder._server is not None
-        port = forwarder._server.sockets[0].getsockname()[1]
+        port = forwarder.bound_port
         answers = [await ask(HOST, port, b"hi") for _ in range(30)]
     assert Counter(a.split(b"|")[0] for a in answers) == {b"a": 10, b"b": 10, b"c": 10}
     assert all(a.endswith(b"|hi") for a in answers)
@@ -40,8 +39,7 @@ async def test_a_refusing_backend_costs_no_failed_request() -> None:
         forwarder = PortForwarder(address=HOST, port=0, backends=[backend(dead), backend(alive)])
         await forwarder.start()
         try:
-            assert forwarder._server is not None
-            port = forwarder._server.sockets[0].getsockname()[1]
+            port = forwarder.bound_port
             answers = [await ask(HOST, port) for _ in range(10)]
         finally:
             forwarder.close()
@@ -66,8 +64,7 @@ async def test_a_backend_that_closes_without_answering_is_skipped_with_the_reque
             )
             await forwarder.start()
             try:
-                assert forwarder._server is not None
-                port = forwarder._server.sockets[0].getsockname()[1]
+                port = forwarder.bound_port
                 answers = [await ask(HOST, port, b"GET / %d" % i) for i in range(10)]
             finally:
                 forwarder.close()
@@ -81,8 +78,7 @@ async def test_no_backend_closes_the_client_without_an_answer() -> None:
     forwarder = PortForwarder(address=HOST, port=0, backends=[backend(free_tcp_port())])
     await forwarder.start()
     try:
-        assert forwarder._server is not None
-        port = forwarder._server.sockets[0].getsockname()[1]
+        port = forwarder.bound_port
         try:
             answer = await ask(HOST, port, b"x")
         except ConnectionResetError:  # closed with the request unread: a reset
@@ -100,8 +96,7 @@ async def test_proxy_protocol_header_comes_first_and_names_the_client() -> None:
         )
         await forwarder.start()
         try:
-            assert forwarder._server is not None
-            port = forwarder._server.sockets[0].getsockname()[1]
+            port = forwarder.bound_port
             reader, writer = await asyncio.open_connection(HOST, port)
             client_port = writer.get_extra_info("sockname")[1]
             writer.write(b"GET /")
@@ -137,8 +132,7 @@ async def test_ten_megabytes_arrive_intact_both_ways() -> None:
     )
     await forwarder.start()
     try:
-        assert forwarder._server is not None
-        port = forwarder._server.sockets[0].getsockname()[1]
+        port = forwarder.bound_port
         reader, writer = await asyncio.open_connection(HOST, port)
 
         async def send() -> None:
@@ -160,8 +154,7 @@ async def test_update_and_close_keep_relayed_connections_going() -> None:
     async with named_server("old") as old, named_server("new") as new:
         forwarder = PortForwarder(address=HOST, port=0, backends=[backend(old)])
         await forwarder.start()
-        assert forwarder._server is not None
-        port = forwarder._server.sockets[0].getsockname()[1]
+        port = forwarder.bound_port
         reader, writer = await asyncio.open_connection(HOST, port)
         writer.write(b"first")
         await asyncio.sleep(0.1)  # relayed to "old" by now

@@ -12,8 +12,8 @@ send the PROXY protocol header so backends see the client (`--mesh-proxy-protoco
 needs no network setup. UDP ports are not forwarded (host-mode ports serve UDP).
 
 - `mesh`: follows the tables and keeps one listener per published port;
-- `forwarder`: one listener, round robin over running endpoints;
-- `relay`: the byte pump between two sockets;
+- `forwarder`: one listener, round robin over running endpoints, hand-over;
+- `pump`: one direction of a connection, moved by `os.splice` in the kernel;
 - `proxy_protocol`: the PROXY v1 header.
 """
 

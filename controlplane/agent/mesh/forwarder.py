@@ -5,11 +5,14 @@ port's backends in round-robin order, starting one further along each time; a ba
 that refuses (or does not answer within `connect_timeout`) is skipped and the next one
 tried, and it goes to the back of the order for `quarantine` seconds, so a task that has
 just stopped costs its clients nothing but a refused connect inside the mesh. A backend
-that accepts and then closes without sending a byte, within `retry_window` seconds (a
-stopping container behind Docker's userland proxy does that), counts as refusing too:
-what the client sent so far (kept up to `REPLAY_LIMIT` bytes until a backend answers) is
-sent to the next backend. Only when every backend fails is the client's connection
-closed.
+that accepts and then closes without sending a byte, within `retry_window` seconds, after
+the client sent something (a stopping container behind Docker's userland proxy does
+that), counts as refusing too: what the client sent so far (kept up to `REPLAY_LIMIT`
+bytes until a backend answers) is sent to the next backend. Only when every backend
+fails is the client's connection closed.
+
+The bytes themselves move in the kernel (`pump`): each connection is two `Pump`s on the
+raw sockets, driven by event-loop callbacks, with no transport or stream object.
 
 `update(backends)` replaces the set for new connections; connections already relayed keep
 going. `close()` stops listening; relayed connections still finish.
@@ -22,10 +25,10 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from controlplane.agent.mesh.proxy_protocol import proxy_v1_header
-from controlplane.agent.mesh.relay import RelaySide
+from controlplane.agent.mesh.pump import Pump
 from controlplane.models.route import Backend
 
 log = logging.getLogger(__name__)
@@ -37,115 +40,99 @@ Address = tuple[str, int]
 REPLAY_LIMIT = 64 * 1024
 
 
-class _ClientSide(RelaySide):
-    """The accepted socket: paused until a backend is connected.
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
-    Until a backend has answered with its first byte, what the client sent is also kept
-    (up to `REPLAY_LIMIT` bytes), so that it can be sent again to another backend.
-    """
 
-    def __init__(self, forwarder: PortForwarder) -> None:
-        super().__init__()
+def _nodelay(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _Connection:
+    """A client socket and, once attached, a backend socket with a pump each way."""
+
+    def __init__(self, forwarder: PortForwarder, client: socket.socket) -> None:
         self.forwarder = forwarder
-        self._connecting: asyncio.Task[None] | None = None
+        self.client = client
+        self.backend: socket.socket | None = None
+        self.backend_address: Address = ("", 0)
+        self.up: Pump | None = None  # client -> backend
+        self.down: Pump | None = None  # backend -> client
         self.replay: bytearray | None = bytearray()
         self.tried: set[Address] = set()
+        self.client_eof = False
+        self.closed = False
+        self._attached_at = 0.0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        assert self.transport is not None
-        self.transport.pause_reading()
-        self.connect()
+    def attach(self, backend: socket.socket, address: Address) -> None:
+        """Relay between the client and `backend` (already sent what it must see first)."""
+        loop = asyncio.get_running_loop()
+        self.backend = backend
+        self.backend_address = address
+        self._attached_at = time.monotonic()
+        self.down = Pump(loop, backend, self.client, on_end=self._ended)
+        self.down.start()
+        if not self.client_eof:
+            self.up = Pump(loop, self.client, backend, on_end=self._ended, watch=self._keep)
+            self.up.start()
 
-    def connect(self) -> None:
-        """Find a backend (again): reading pauses until one is attached."""
-        self.peer = None
-        if self.transport is not None:
-            self.transport.pause_reading()
-        self._connecting = asyncio.get_running_loop().create_task(self.forwarder.attach(self))
-
-    def data_received(self, data: bytes) -> None:
-        if self.replay is not None:
-            self.replay += data
-            if len(self.replay) > REPLAY_LIMIT:
-                self.replay = None  # too much to send again: this backend it is
-        super().data_received(data)
-
-    def eof_received(self) -> bool:
-        if self.peer is None:  # between backends: the next one gets the EOF
-            self.eof = True
-            return True
-        return super().eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
-
-
-class _BackendSide(RelaySide):
-    """The socket to a task's endpoint; sends the PROXY header first when asked to.
-
-    A backend that closes before sending a single byte, within `retry_window` seconds
-    of being connected, after the client sent something, did not serve the client: a
-    task that is stopping (Docker's userland proxy still accepts for a container whose
-    process has exited). The client is then handed to the next backend with what it
-    sent so far, if that was kept. A client that sent nothing lost nothing: the
-    backend's close stands.
-    """
-
-    def __init__(self, client: _ClientSide, header: bytes, *, retry_window: float) -> None:
-        super().__init__()
-        self.peer = client
-        self.client = client
-        self._header = header
-        self._retry_window = retry_window
-        self.address: Address = ("", 0)
-        self._connected_at = 0.0
-        self.answered = False
-        self.gave_up = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        assert self.transport is not None
-        self._connected_at = time.monotonic()
-        if self._header:
-            self.transport.write(self._header)
-
-    def data_received(self, data: bytes) -> None:
-        if not self.answered:
-            self.answered = True
-            self.client.replay = None  # committed to this backend
-        super().data_received(data)
-
-    def _hand_over(self) -> bool:
-        """Give the client to another backend; False when this one's close stands."""
-        client = self.client
-        if (
-            self.answered
-            or self.gave_up
-            or not client.replay  # too much to resend, or nothing sent: nothing lost
-            or client.lost
-            or client.peer is not self
-            or time.monotonic() - self._connected_at > self._retry_window
-        ):
+    def _keep(self, data: bytes) -> bool:
+        """The client's bytes, kept until the backend answers; False: stop looking."""
+        if self.replay is None:
             return False
-        self.gave_up = True
-        self.peer = None
-        client.forwarder.mark_failed(self.address, "closed without answering")
-        client.connect()
+        if self.down is not None and self.down.moved:  # the backend answered
+            self.replay = None
+            return False
+        self.replay += data
+        if len(self.replay) > REPLAY_LIMIT:
+            self.replay = None  # too much to send again: this backend it is
+            return False
         return True
 
-    def eof_received(self) -> bool:
-        if self._hand_over():
-            return False  # closes this socket; the client is elsewhere now
-        return super().eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._hand_over():
-            self.lost = True
+    def _ended(self, pump: Pump, error: BaseException | None) -> None:
+        if self.closed:
             return
-        super().connection_lost(exc)
+        if pump is self.down and self._may_hand_over(pump):
+            self._hand_over()
+            return
+        if error is None:
+            pump.pass_eof()
+        if pump is self.up and error is None:
+            self.client_eof = True
+        up_done = self.up is None or self.up.done
+        if error is not None or (up_done and self.down is not None and self.down.done):
+            self.close()
+
+    def _may_hand_over(self, down: Pump) -> bool:
+        return (
+            down.moved == 0
+            and bool(self.replay)  # the client sent something, and all of it is kept
+            and time.monotonic() - self._attached_at <= self.forwarder.retry_window
+        )
+
+    def _hand_over(self) -> None:
+        """The backend hung up without a byte: give the client to the next one."""
+        for pump in (self.up, self.down):
+            if pump is not None:
+                pump.stop()
+        self.up = self.down = None
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+            self.forwarder.mark_failed(self.backend_address, "hung up without answering")
+        self.forwarder.connect(self)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for pump in (self.up, self.down):
+            if pump is not None:
+                pump.stop()
+        for sock in (self.client, self.backend):
+            if sock is not None:
+                sock.close()
 
 
 class PortForwarder:
@@ -171,7 +158,8 @@ class PortForwarder:
         self._backends: tuple[Address, ...] = ()
         self._next = 0
         self._failed_until: dict[Address, float] = {}
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._attaching: set[asyncio.Task[None]] = set()
         #: Connections relayed to their first backend, handed to another one after a
         #: backend closed without answering, and closed because no backend answered.
         self.relayed = 0
@@ -185,7 +173,14 @@ class PortForwarder:
 
     @property
     def listening(self) -> bool:
-        return self._server is not None
+        return self._listener is not None
+
+    @property
+    def bound_port(self) -> int:
+        """The port listened on (the one asked for, or the system's choice for 0)."""
+        if self._listener is None:
+            raise RuntimeError("not listening")
+        return int(self._listener.getsockname()[1])
 
     def update(self, backends: Iterable[Backend]) -> None:
         """The endpoints for new connections (existing ones are not touched)."""
@@ -196,22 +191,40 @@ class PortForwarder:
 
     async def start(self) -> None:
         """Listen; raises `OSError` when the port is taken on this address."""
-        if self._server is not None:
+        if self._listener is not None:
             return
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _ClientSide(self),
-            host=self.address,
-            port=self.port,
-            family=socket.AF_UNSPEC,
-            reuse_address=True,
-            backlog=1024,
+        listener = socket.create_server(
+            (self.address, self.port), family=_family(self.address), backlog=1024
         )
+        listener.setblocking(False)
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept)
+        self._listener = listener
 
     def close(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            asyncio.get_running_loop().remove_reader(listener.fileno())
+            listener.close()
+
+    def _accept(self) -> None:
+        if self._listener is None:
+            return
+        for _ in range(64):  # a burst of connections, without starving the loop
+            try:
+                client, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # too many open files, and the like
+                log.warning("mesh port %d: accept failed: %s", self.port, exc)
+                return
+            client.setblocking(False)
+            _nodelay(client)
+            self.connect(_Connection(self, client))
+
+    def connect(self, connection: _Connection) -> None:
+        task = asyncio.get_running_loop().create_task(self.attach(connection))
+        self._attaching.add(task)
+        task.add_done_callback(self._attaching.discard)
 
     def candidates(self) -> list[Address]:
         """Every backend once: round robin, quarantined ones last."""
@@ -227,50 +240,51 @@ class PortForwarder:
             return healthy
         return healthy + [a for a in ordered if a not in healthy]
 
-    async def attach(self, client: _ClientSide) -> None:
-        """Connect `client` to the first backend that accepts (and that it has not
-        tried), send it what the client sent so far, or close the client."""
-        assert client.transport is not None
-        header = b""
-        if self.proxy_protocol:
-            header = proxy_v1_header(
-                _address(client.transport.get_extra_info("peername")),
-                _address(client.transport.get_extra_info("sockname")),
-            )
+    async def attach(self, connection: _Connection) -> None:
+        """Connect to the first backend that accepts (and that this client has not tried),
+        send it the PROXY header and what the client sent so far, and relay; or close."""
         loop = asyncio.get_running_loop()
+        first = b""
+        if self.proxy_protocol:
+            first = proxy_v1_header(
+                _address(connection.client, "peer"), _address(connection.client, "sock")
+            )
+        if connection.replay:
+            first += bytes(connection.replay)
         for address in self.candidates():
-            if address in client.tried:
+            if address in connection.tried:
                 continue
-            client.tried.add(address)
-            backend = _BackendSide(client, header, retry_window=self.retry_window)
-            backend.address = address
+            connection.tried.add(address)
+            backend = socket.socket(_family(address[0]), socket.SOCK_STREAM)
+            backend.setblocking(False)
+            _nodelay(backend)
             try:
                 async with asyncio.timeout(self.connect_timeout):
-                    await loop.create_connection(_factory(backend), *address)
+                    await loop.sock_connect(backend, address)
+                    if first:
+                        await loop.sock_sendall(backend, first)
+                if connection.client_eof:
+                    backend.shutdown(socket.SHUT_WR)
             except (OSError, TimeoutError) as exc:
+                backend.close()
                 self.mark_failed(address, exc)
                 continue
-            if client.lost:  # the client left while we connected
+            except BaseException:
+                backend.close()
+                raise
+            if connection.closed:
                 backend.close()
                 return
-            assert backend.transport is not None
-            assert client.transport is not None
-            if client.replay:
-                backend.transport.write(bytes(client.replay))
-            if client.eof and backend.transport.can_write_eof():
-                backend.transport.write_eof()
-            client.peer = backend
-            if len(client.tried) == 1:
+            connection.attach(backend, address)
+            if len(connection.tried) == 1:
                 self.relayed += 1
             else:
                 self.retried += 1
-            client.transport.resume_reading()
             return
         self.dropped += 1
         if self._backends:
             log.warning("mesh port %d: no backend of %d answered", self.port, len(self._backends))
-        with contextlib.suppress(Exception):
-            client.close()
+        connection.close()
 
     def mark_failed(self, address: Address, why: object) -> None:
         """Put `address` at the back of the order for `quarantine` seconds."""
@@ -278,11 +292,9 @@ class PortForwarder:
         log.debug("mesh port %d: backend %s:%d failed: %s", self.port, *address, why)
 
 
-def _factory(side: _BackendSide) -> Callable[[], _BackendSide]:
-    return lambda: side
-
-
-def _address(value: object) -> Address | None:
-    if isinstance(value, tuple) and len(value) >= 2:
-        return str(value[0]), int(value[1])
-    return None
+def _address(sock: socket.socket, which: str) -> Address | None:
+    try:
+        value = sock.getpeername() if which == "peer" else sock.getsockname()
+    except OSError:
+        return None
+    return str(value[0]), int(value[1])
