@@ -45,9 +45,17 @@ from pathlib import Path
 
 from pydantic import Field
 
-from controlplane.agent.runtime.base import NodeDescription, Observed, Runtime, TaskRejected
+from controlplane.agent.runtime.base import (
+    LogLine,
+    NodeDescription,
+    Observed,
+    Runtime,
+    TaskRejected,
+    UnknownTask,
+)
 from controlplane.agent.runtime.endpoints import declared_endpoints
 from controlplane.agent.runtime.feed import ChangeFeed
+from controlplane.agent.runtime.process_logs import read_log_file
 from controlplane.models.base import Document
 from controlplane.models.task import Endpoint, Task, TaskState
 from controlplane.version import __version__
@@ -282,6 +290,16 @@ class ProcessRuntime(Runtime):
         self._units.clear()
         self._loaded = False
         self._feed.close()
+
+    async def logs(
+        self, task_id: str, *, tail: int | None, timestamps: bool, follow: bool
+    ) -> AsyncIterator[LogLine]:
+        """The task's log file (stdout and stderr together, so all `stdout`; no times)."""
+        path = self.log_path(task_id)
+        if not path.exists():
+            raise UnknownTask(task_id)
+        async for line in read_log_file(path, tail=tail, follow=follow):
+            yield line
 
     def log_path(self, task_id: str) -> Path:
         """Where the task's stdout and stderr go."""
