@@ -100,6 +100,17 @@ def tidy(request: pytest.FixtureRequest) -> Iterator[None]:
 DockerCli = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def cli_env(manager: Manager, *, home: Path, config: Path) -> dict[str, str]:
+    """The environment of a docker CLI that talks to `manager`'s Docker API only."""
+    assert isinstance(manager, DockerApiManager)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "DOCKER_HOST": manager.docker_host,
+        "DOCKER_CONFIG": str(config),
+    }
+
+
 @pytest.fixture
 def docker_cli(swarm: Cluster, tmp_path: Path) -> DockerCli:
     """`docker_cli(*args, manager=None, check=True)`: the real CLI against a manager."""
@@ -109,14 +120,7 @@ def docker_cli(swarm: Cluster, tmp_path: Path) -> DockerCli:
     def run(
         *args: str, manager: Manager | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        target = manager or swarm.managers[0]
-        assert isinstance(target, DockerApiManager)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(tmp_path),
-            "DOCKER_HOST": target.docker_host,
-            "DOCKER_CONFIG": str(config),
-        }
+        env = cli_env(manager or swarm.managers[0], home=tmp_path, config=config)
         done = subprocess.run(
             [DOCKER, *args], capture_output=True, text=True, env=env, timeout=timeout
         )

@@ -10,9 +10,13 @@ line saying so.
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
+import time
+from pathlib import Path
 
 from controlplane.agent.runtime.base import LABEL_NODE
-from tests.dockerapi.conftest import DockerCli
+from tests.dockerapi.conftest import DOCKER, DockerCli, cli_env
 from tests.e2e.conftest import Cluster, poll
 from tests.harness.images import shell_until_sigterm
 
@@ -199,3 +203,54 @@ def test_inspect_kill_restart_and_wait(swarm: Cluster, docker_cli: DockerCli) ->
 
     docker_cli("run", "-d", "--name", "three", swarm.image, "sh", "-c", "exit 3")
     assert docker_cli("wait", "three").stdout.strip() == "3"
+
+
+def test_a_container_that_cannot_run_says_why(swarm: Cluster, docker_cli: DockerCli) -> None:
+    nowhere = docker_cli(
+        "run", "-d", "--name", "nowhere", "-e", "constraint:node==no-such-node",
+        swarm.image, "true", check=False,
+    )  # fmt: skip
+    assert nowhere.returncode != 0
+    assert "waits for a node" in nowhere.stderr
+    assert "constraint:node==no-such-node" in nowhere.stderr
+    missing = docker_cli("run", "-d", "--name", "imageless", "no-such/image:1", check=False)
+    assert missing.returncode != 0
+    assert "no-such/image:1" in missing.stderr
+    assert "failed to start" in missing.stderr
+
+
+def test_events_stream_cluster_changes(
+    swarm: Cluster, docker_cli: DockerCli, tmp_path: Path
+) -> None:
+    config = tmp_path / "events-config"
+    config.mkdir()
+    env = cli_env(swarm.managers[0], home=tmp_path, config=config)
+    watcher = subprocess.Popen(
+        [DOCKER, "events", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    seen: list[str] = []
+    reader = threading.Thread(
+        target=lambda: seen.extend(iter(watcher.stdout.readline, "")) if watcher.stdout else None,
+        daemon=True,
+    )
+    reader.start()
+    try:
+        time.sleep(1)  # let it subscribe (an event before that is not its to see)
+        docker_cli("run", "-d", "--name", "announced", "--init", swarm.image, "sleep", "60")
+        poll(
+            lambda: any(line.strip() == "service create announced" for line in seen),
+            within=30,
+            what="the create event in docker events",
+        )
+        poll(
+            lambda: any(line.startswith("container start") for line in seen),
+            within=30,
+            what="a container start event in docker events",
+        )
+    finally:
+        watcher.kill()
+        watcher.wait(timeout=10)
