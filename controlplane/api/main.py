@@ -19,6 +19,7 @@ from controlplane.api.routes import (
     metrics,
     nodes,
     services,
+    stacks,
     swarm,
     tasks,
 )
@@ -38,6 +39,7 @@ ROUTERS = (
     swarm.router,
     nodes.router,
     services.router,
+    stacks.router,
     tasks.router,
     logs.router,
     events.router,

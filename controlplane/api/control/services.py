@@ -138,7 +138,7 @@ async def update_service(
                 f"service {name!r} is {record.spec.mode}; the mode cannot change "
                 "(remove the service and create it again)",
             )
-        return _next_version(record, spec, now=now)
+        return next_version(record, spec, now=now)
 
     return await writes.modify(
         store, keys.service(name), model=ServiceRecord, change=change, kind=KIND, ref=ref
@@ -153,7 +153,7 @@ async def scale_service(
     def change(record: ServiceRecord) -> ServiceRecord:
         if record.spec.mode is not ServiceMode.REPLICATED:
             raise Conflict(f"service {name!r} is global: only a replicated service scales")
-        return _next_version(record, record.spec.model_copy(update={"replicas": replicas}), now=now)
+        return next_version(record, record.spec.model_copy(update={"replicas": replicas}), now=now)
 
     return await writes.modify(
         store, keys.service(name), model=ServiceRecord, change=change, kind=KIND, ref=ref
@@ -169,7 +169,7 @@ async def rollback_service(
     def change(record: ServiceRecord) -> ServiceRecord:
         if record.previous_spec is None:
             raise Conflict(f"service {name!r} has no previous spec to roll back to")
-        return _next_version(record, record.previous_spec, now=now, force=True)
+        return next_version(record, record.previous_spec, now=now, force=True)
 
     return await writes.modify(
         store, keys.service(name), model=ServiceRecord, change=change, kind=KIND, ref=ref
@@ -224,7 +224,7 @@ async def deploy_services(
                         ("body", index, "mode"),
                         f"service {spec.name!r} is {current.spec.mode}; the mode cannot change",
                     )
-                record = _next_version(current, spec, now=now)
+                record = next_version(current, spec, now=now)
                 compares.append(Compare(key, kv.mod_revision))
                 if record is not current:
                     puts.append(Put(key, record.dump()))
@@ -235,7 +235,7 @@ async def deploy_services(
     raise Conflict("the services are being changed by others; try again")
 
 
-def _next_version(
+def next_version(
     record: ServiceRecord, spec: ServiceSpec, *, now: float, force: bool = False
 ) -> ServiceRecord:
     """The record with `spec` as a new version; `record` itself when nothing changes."""

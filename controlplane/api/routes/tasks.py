@@ -31,6 +31,12 @@ MAX_PAGE = 10_000
 
 _encoder = TaskListEncoder()
 
+
+def encode_tasks(found: list[control.ObservedTask]) -> Response:
+    """A JSON array of tasks, from the per-task cache (the module docstring)."""
+    return Response(content=_encoder.encode(found), media_type="application/json")
+
+
 _PAGED: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The tasks, sorted by service, slot, creation time and id",
@@ -82,7 +88,7 @@ async def list_tasks(
             node = find_node(view, node).id
     query = control.TaskFilter(service=service, node=node, desired_state=desired_state, state=state)
     found, cursor = control.page(control.list_tasks(view, query), limit=limit, after=after)
-    response = Response(content=_encoder.encode(found), media_type="application/json")
+    response = encode_tasks(found)
     if cursor is not None:
         if desired_state is not None:
             filters["desired_state"] = desired_state.value
