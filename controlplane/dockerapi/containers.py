@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
@@ -37,6 +38,7 @@ SETTLE_SECONDS = 15.0
 FIRST_LINE_WAIT = 1.0
 
 Flag = Annotated[bool, Query()]
+SIGNAL = re.compile(r"^SIG[A-Z0-9+-]{1,13}$|^[0-9]{1,2}$")
 
 
 def _context(request: Request) -> ApiContext:
@@ -87,7 +89,12 @@ def _filters(text: str | None) -> dict[str, list[str]]:
     for key, value in raw.items():
         if key not in FILTERS:
             raise DockerError(400, f"filters: the {key!r} filter is not supported by shoal")
-        parsed[key] = list(value) if isinstance(value, list) else list(dict(value))
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            parsed[key] = list(value)
+        elif isinstance(value, dict) and all(isinstance(v, str) for v in value):
+            parsed[key] = list(value)  # the older form: {"value": true}
+        else:
+            raise DockerError(400, f"filters: {key!r} must be a list of strings")
     return parsed
 
 
@@ -255,6 +262,8 @@ async def kill_container(request: Request, ref: str, signal: str = "SIGKILL") ->
     if not container.running or container.task is None:
         raise DockerError(409, f"Container {ref} is not running")
     name = signal if signal.startswith("SIG") or signal.isdigit() else f"SIG{signal}"
+    if not SIGNAL.match(name.upper()):
+        raise DockerError(400, f"signal: {signal!r} is not a signal name or number")
     await _client(context, container).kill(container.task.id, signal=name.upper())
     if name.upper() in ("SIGKILL", "9"):
         await _ended(context, container)

@@ -110,9 +110,13 @@ def _restart(policy: Any) -> RestartPolicy:
     if name in ("always", "unless-stopped"):
         return RestartPolicy(condition=RestartCondition.ANY, delay=1.0)
     if name == "on-failure":
-        attempts = policy.get("MaximumRetryCount") or 0
+        attempts = _number(
+            policy.get("MaximumRetryCount") or 0, "HostConfig.RestartPolicy.MaximumRetryCount"
+        )
+        if attempts < 0:
+            raise DockerError(400, "HostConfig.RestartPolicy.MaximumRetryCount: must be >= 0")
         return RestartPolicy(
-            condition=RestartCondition.ON_FAILURE, delay=1.0, max_attempts=int(attempts)
+            condition=RestartCondition.ON_FAILURE, delay=1.0, max_attempts=attempts
         )
     raise DockerError(400, f"HostConfig.RestartPolicy.Name: unknown policy {name!r}")
 
@@ -126,6 +130,10 @@ def _ports(host: dict[str, Any]) -> list[PortConfig]:
         target_text, _, protocol = str(key).partition("/")
         if not target_text.isdigit():
             raise DockerError(400, f"HostConfig.PortBindings: {key!r} is not PORT/PROTOCOL")
+        if not isinstance(binds, list | None) or not all(
+            isinstance(b, dict | None) for b in binds or []
+        ):
+            raise DockerError(400, f"HostConfig.PortBindings.{key}: must be a list of objects")
         for bind in binds or [{}]:
             host_port = str((bind or {}).get("HostPort") or "")
             if host_port and not host_port.isdigit():
@@ -143,6 +151,14 @@ def _ports(host: dict[str, Any]) -> list[PortConfig]:
                 )
             )
     return ports
+
+
+def _number(value: Any, field: str, kind: type[int] | type[float] = int) -> Any:
+    """`value` as an int (or float), or `DockerError` 400 naming the field."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise DockerError(400, f"{field}: {value!r} is not a number") from None
 
 
 def container_name(query_name: str | None) -> str:
@@ -210,13 +226,15 @@ def service_spec(body: dict[str, Any], *, name: str) -> ServiceSpec:
             replicas=0,
             ports=_ports(host),
             limits=ResourceSpec(
-                nano_cpus=int(host.get("NanoCpus") or 0),
-                memory_bytes=int(host.get("Memory") or 0),
+                nano_cpus=_number(host.get("NanoCpus") or 0, "HostConfig.NanoCpus"),
+                memory_bytes=_number(host.get("Memory") or 0, "HostConfig.Memory"),
             ),
             placement=Placement(constraints=rules),
             restart_policy=_restart(host.get("RestartPolicy")),
             stop_signal=body.get("StopSignal") or None,
-            stop_grace_period=float(stop_timeout) if stop_timeout is not None else 10.0,
+            stop_grace_period=(
+                _number(stop_timeout, "StopTimeout", float) if stop_timeout is not None else 10.0
+            ),
             init=bool(host.get("Init")),
         )
     except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError

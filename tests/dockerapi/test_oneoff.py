@@ -54,6 +54,9 @@ def test_classic_env_rules_become_placement_and_leave_the_environment() -> None:
         ({"Image": "b", "HostConfig": {"RestartPolicy": {"Name": "often"}}}, "RestartPolicy"),
         ({"Image": "b", "AttachStdout": True}, "docker run without -d"),
         ({"Image": "b", "StopTimeout": -5}, "invalid container config"),
+        ({"Image": "b", "StopTimeout": "soon"}, "StopTimeout"),
+        ({"Image": "b", "HostConfig": {"NanoCpus": "many"}}, "HostConfig.NanoCpus"),
+        ({"Image": "b", "HostConfig": {"PortBindings": {"80/tcp": "a"}}}, "PortBindings.80/tcp"),
     ],
 )
 def test_bad_bodies_are_refused_naming_the_field(body: dict[str, object], named: str) -> None:
