@@ -23,12 +23,8 @@ removed. Containers are counted in Docker by the labels the agent writes
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,10 +37,8 @@ import pytest
 
 from controlplane.agent.runtime.base import LABEL_CLUSTER, LABEL_NODE, LABEL_SERVICE
 from tests.harness.images import ensure_busybox_image
-from tests.harness.process import ServerProcess, free_port
-
-REPO = Path(__file__).resolve().parents[2]
-SHOAL = [sys.executable, "-c", "from controlplane.cli import main; main()"]
+from tests.harness.manager import REPO, SHOAL, ManagerProcess, http
+from tests.harness.process import ServerProcess
 
 HEARTBEAT = 1.0  # node TTL: 3 s
 LEASE_TTL = 2.0
@@ -67,65 +61,17 @@ def poll(condition: Callable[[], T | None], *, within: float, what: str, every: 
         time.sleep(every)
 
 
-def http(
-    method: str, url: str, *, token: str | None = None, body: object | None = None
-) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw) if raw else None
-        except ValueError:
-            return exc.code, raw.decode(errors="replace")
+class Manager(ManagerProcess):
+    """A manager of the e2e cluster: a down node's tasks are replaced after `NODE_GRACE`."""
 
-
-class Manager(ServerProcess):
     def __init__(self, *, name: str, discovery: str, log_dir: Path, lease_ttl: float) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(
             name=name,
-            argv=[
-                *SHOAL,
-                "manager",
-                "--discovery",
-                discovery,
-                "--listen",
-                f"127.0.0.1:{self.port}",
-                "--lease-ttl",
-                str(lease_ttl),
-                "--node-grace",
-                str(NODE_GRACE),
-                "--id",
-                name,
-            ],
+            discovery=discovery,
             log_dir=log_dir,
-            ready=self._healthy,
-            env={"PYTHONPATH": str(REPO)},
-            start_timeout=60,
+            lease_ttl=lease_ttl,
+            node_grace=NODE_GRACE,
         )
-
-    def _healthy(self) -> bool:
-        try:
-            status, _ = http("GET", f"{self.url}/health")
-        except OSError:
-            return False
-        return status == 200
-
-    def leads(self) -> bool:
-        try:
-            status, body = http("GET", f"{self.url}/health")
-        except OSError:
-            return False
-        return status == 200 and bool(body.get("leader"))
 
 
 class AgentProc(ServerProcess):
