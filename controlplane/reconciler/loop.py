@@ -8,7 +8,8 @@ manager starts the mirror (every manager has one), and when it wins an election 
 1. take a snapshot of the mirror and the time (`clock`: wall seconds, like the
    timestamps agents write), and ask the mirror which services' inputs changed since
    the last pass's snapshot;
-2. `plan(snapshot, now=..., config=..., services=...)` (pure): a *full* pass (every
+2. `plan(snapshot, now=..., config=..., services=...)` (pure, so it runs in a worker
+   thread and the manager's API keeps answering during a long pass): a *full* pass (every
    service) first, whenever something that concerns every service changed (a node, a
    node spec), when a wake-up asked for by an earlier plan is due, and at least every
    `full_pass_interval`; otherwise a pass over the changed services only (none
@@ -164,7 +165,11 @@ class Reconciler:
         if scope is not None and not scope:  # nothing any service depends on changed
             self._planned_through = self.metrics.last_revision = snapshot.revision
             return snapshot.revision, self._next_wakeup()
-        decided = self._planner(snapshot, now=started, config=self._config, services=scope)
+        # In a worker thread: the planner is pure and reads only the snapshot, and a pass
+        # over ten thousand tasks must not hold the manager's API up for its duration.
+        decided = await asyncio.to_thread(
+            self._planner, snapshot, now=started, config=self._config, services=scope
+        )
         result = ApplyResult()
         if decided.ops:
             log.info("reconciler: revision %d: %s", snapshot.revision, decided.summary())
