@@ -319,8 +319,13 @@ def at_scale(
         rss = rss_mb(manager.child.pid)
         services = timed(lambda: manager.get("/services"), 20)
         tasks = timed(lambda: manager.get("/tasks", service=name), 10)
-        created = [float(t["created"]) for t in manager.get("/tasks", service=name)]
+        page = timed(lambda: manager.get("/tasks", service=name, limit=500), 10)
+        listed = manager.get("/tasks", service=name)
+        created = [float(t["created"]) for t in listed]
         return {
+            "tasks": float(len(listed)),  # more than the replicas: some were replaced
+            "page_p50": median(page),
+            "load": float(load_average().split()[0]),
             "written_s": max(created) - wall0,
             "converge_s": t1 - t0,
             "rss_mb": rss,
@@ -424,7 +429,10 @@ def main() -> None:
                 f"(< 300 MB: {verdict(r['rss_mb'] < 300)}); GET /services p50 "
                 f"{r['services_p50'] * 1000:.0f} ms, GET /tasks?service= p50 "
                 f"{r['tasks_p50'] * 1000:.0f} ms (< 100 ms: "
-                f"{verdict(max(r['services_p50'], r['tasks_p50']) < 0.1)})"
+                f"{verdict(max(r['services_p50'], r['tasks_p50']) < 0.1)}); "
+                f"GET /tasks?service=&limit=500 p50 {r['page_p50'] * 1000:.0f} ms; "
+                f"{r['tasks']:.0f} tasks listed (replacements if more than {replicas}); "
+                f"load average {r['load']:.1f} at the end"
             )
     print()
     print("\n".join(lines))
