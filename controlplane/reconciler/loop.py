@@ -12,8 +12,9 @@ manager starts the mirror (every manager has one), and when it wins an election 
    thread and the manager's API keeps answering during a long pass): a *full* pass (every
    service) first, whenever something that concerns every service changed (a node, a
    node spec), when a wake-up asked for by an earlier plan is due, and at least every
-   `full_pass_interval`; otherwise a pass over the changed services only (none
-   changed: no pass). The plan stays a pure function; only the choice of what to
+   `full_pass_interval`; otherwise a pass over the changed services, and every
+   service with a pending task (a change may have freed room for it); none changed: no
+   pass. The plan stays a pure function; only the choice of what to
    re-plan is incremental;
 3. apply the plan in fenced transactions (`applier`), then wait until the mirror has
    seen the last write, so that the next pass never plans from a view that lacks this
@@ -152,7 +153,11 @@ class Reconciler:
             return None
         if now - self._last_full >= self._config.full_pass_interval:
             return None
-        return self._mirror.changed_services(self._planned_through)
+        changed = self._mirror.changed_services(self._planned_through)
+        if changed:
+            # whatever changed may have freed room: pending tasks of any service may fit
+            changed |= self._mirror.pending_services()
+        return changed
 
     def _next_wakeup(self) -> float:
         full = self._last_full + self._config.full_pass_interval

@@ -145,6 +145,10 @@ class ClusterContents:
             return None
         return frozenset(name for name, rev in self.service_changed.items() if rev > after)
 
+    def pending_services(self) -> frozenset[str]:
+        """The services with a task waiting under `pending/` for a node that fits it."""
+        return frozenset(entry.task.service for entry in self.pending.values())
+
     def task_ids_of(self, service: str) -> list[str]:
         return list(self.by_service.get(service, ()))
 

@@ -224,6 +224,10 @@ class ClusterMirror:
     def changed_services(self, after: int) -> frozenset[str] | None:
         return self._contents.changed_services(after)
 
+    def pending_services(self) -> frozenset[str]:
+        """The services with a task waiting for a node that fits it."""
+        return self._contents.pending_services()
+
     def tasks_of(self, service: str) -> list[Task]:
         """The tasks (placed and pending) of the service named `service`."""
         entries = self._contents.tasks

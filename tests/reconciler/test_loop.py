@@ -238,3 +238,24 @@ async def test_after_the_first_pass_only_changed_services_are_planned(
     later = scopes[settled:]
     assert later
     assert all(scope == {"web"} for scope in later)
+
+
+async def test_a_pending_task_is_placed_when_another_service_frees_room(
+    store: Store, mirror: ClusterMirror
+) -> None:
+    gib = 1 << 30
+    hog = ServiceSpec(name="hog", image="x", replicas=3, reservations={"memory_bytes": 8 * gib})
+    await store.put(keys.service("hog"), ServiceRecord(id="svc-hog", spec=hog).dump())
+    token = await store.put(keys.LEADER, LEADER.dump())
+    reconciler = Reconciler(store, mirror, fencing_token=token, config=CONFIG)
+    async with background(reconciler.run(), simulated_agent(store, mirror)):
+        await until(lambda: len(running(mirror)) == 3, mirror, within=5)
+        await deploy(store, replicas=1, reservations={"memory_bytes": gib})
+        await until(lambda: len(mirror.pending) == 1, mirror, within=5)
+        smaller = hog.model_copy(update={"replicas": 2})
+        record = ServiceRecord(id="svc-hog", spec=smaller, spec_version=2)
+        await store.put(keys.service("hog"), record.dump())
+        # only hog changed; web's pending task is placed on the room its stop freed
+        await until(lambda: not mirror.pending and len(running(mirror)) == 3, mirror, within=5)
+        await reconciler.stop()
+    assert reconciler.metrics.full_passes == 1
