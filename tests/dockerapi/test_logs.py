@@ -105,6 +105,34 @@ def test_follow_streams_new_lines(swarm: Cluster) -> None:
     assert len(set(numbers)) == 3
 
 
+def test_following_a_service_follows_its_new_tasks(swarm: Cluster) -> None:
+    ticker = "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.3; done"
+    swarm.create("grower", command=shell_until_sigterm(ticker))
+    swarm.running("grower", 1, within=60)
+
+    async def follow() -> set[str]:
+        tasks_seen: set[str] = set()
+        headers = {"Authorization": f"Bearer {swarm.token}"}
+        async with (
+            httpx.AsyncClient(base_url=swarm.api.url, headers=headers, timeout=60) as client,
+            client.stream("GET", "/services/grower/logs?follow=true&tail=0") as response,
+        ):
+            assert response.status_code == 200
+            scaled = asyncio.create_task(
+                asyncio.to_thread(swarm.call, "POST", "/services/grower/scale", {"replicas": 2})
+            )
+            async for text in response.aiter_lines():
+                if text and "line" in (item := json.loads(text)):
+                    tasks_seen.add(item["task_id"])
+                if len(tasks_seen) == 2:
+                    break
+            await scaled
+        return tasks_seen
+
+    seen = asyncio.run(asyncio.wait_for(follow(), timeout=120))
+    assert seen == {task["id"] for task in swarm.tasks("grower")}
+
+
 def test_bad_requests_name_what_is_wrong(swarm: Cluster) -> None:
     status, [body], _ = _logs(swarm, "/services/no-such-service/logs")
     assert status == 404

@@ -14,7 +14,7 @@ once when following, their lines interleaved as they arrive.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,9 +74,19 @@ async def task_lines(view: ClusterView, task: Task, query: LogQuery) -> AsyncIte
 
 
 async def many_task_lines(
-    view: ClusterView, tasks: Sequence[Task], query: LogQuery
+    view: ClusterView,
+    tasks: Sequence[Task],
+    query: LogQuery,
+    *,
+    more: Callable[[], Sequence[Task]] | None = None,
+    until: asyncio.Event | None = None,
 ) -> AsyncIterator[LogItem]:
-    """Every task's lines: task after task, or interleaved as they come when following."""
+    """Every task's lines: task after task, or interleaved as they come when following.
+
+    Following with `more` (a service's tasks as they are now), tasks that reach a node
+    later are followed too, from their first line, and the stream lasts until the client
+    leaves or `until` is set; without it, it ends when every task's stream has.
+    """
     if not query.follow:
         for task in tasks:
             async for item in task_lines(view, task, query):
@@ -84,22 +94,49 @@ async def many_task_lines(
         return
     queue: asyncio.Queue[LogItem | None] = asyncio.Queue(maxsize=1000)
 
-    async def pump(task: Task) -> None:
+    async def pump(task: Task, task_query: LogQuery) -> None:
         try:
-            async for item in task_lines(view, task, query):
+            async for item in task_lines(view, task, task_query):
                 await queue.put(item)
         finally:
             await queue.put(None)
 
-    pumps = [asyncio.create_task(pump(task)) for task in tasks]
+    followed = {task.id for task in tasks}
+    pumps = [asyncio.create_task(pump(task, query)) for task in tasks]
+    from_start = LogQuery(tail=None, timestamps=query.timestamps, follow=True)
+    revision = view.revision
     try:
         remaining = len(pumps)
-        while remaining:
-            got = await queue.get()
-            if got is None:
-                remaining -= 1
-            else:
-                yield got
+        while remaining or more is not None:
+            got_item = asyncio.ensure_future(queue.get())
+            waits: set[asyncio.Future[Any]] = {got_item}
+            if more is not None:
+                waits.add(asyncio.ensure_future(view.wait_changed(revision)))
+            if until is not None:
+                waits.add(asyncio.ensure_future(until.wait()))
+            done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in pending:
+                waiting.cancel()
+            if got_item in done:
+                got = got_item.result()
+                if got is None:
+                    remaining -= 1
+                else:
+                    yield got
+            elif not got_item.cancelled() and got_item.done():  # raced: keep the item
+                await queue.put(got_item.result())
+            if until is not None and until.is_set():
+                return
+            if more is not None and view.revision != revision:
+                revision = view.revision
+                for task in tasks_with_output(more()):
+                    status = view.statuses.get(task.id)
+                    if status is None or not status.container_id:
+                        continue  # not started on its node yet: looked at again later
+                    if task.id not in followed:
+                        followed.add(task.id)
+                        pumps.append(asyncio.create_task(pump(task, from_start)))
+                        remaining += 1
     finally:
         for running in pumps:
             running.cancel()

@@ -19,6 +19,7 @@ from controlplane.api.control.services import find_service
 from controlplane.api.control.tasks import find_task
 from controlplane.api.deps import Authorized, ContextDep
 from controlplane.api.schemas.common import ERRORS
+from controlplane.models import Task
 
 router = APIRouter(tags=["logs"], dependencies=[Authorized], responses=ERRORS)
 
@@ -78,6 +79,15 @@ async def service_logs(
 ) -> StreamingResponse:
     query = _query(tail, timestamps, follow)
     name = find_service(context.view, ref).spec.name
-    tasks = [task for task in context.view.tasks.values() if task.service == name]
-    lines = control.many_task_lines(context.view, control.tasks_with_output(tasks), query)
+
+    def tasks() -> list[Task]:
+        return [task for task in context.view.tasks.values() if task.service == name]
+
+    lines = control.many_task_lines(
+        context.view,
+        control.tasks_with_output(tasks()),
+        query,
+        more=tasks,  # following a service follows its new tasks too
+        until=context.closing,
+    )
     return StreamingResponse(_encoded(lines), media_type=NDJSON)
