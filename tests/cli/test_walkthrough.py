@@ -252,6 +252,23 @@ def test_service_verbs(walk: Walk) -> None:
     assert walk.containers("web") == []  # no running container for it any more
     ok("service", "rm", "web")
 
+    ok("service", "create", "--name", "checked", "--init", "--health-cmd", "test -e /healthy",
+       "--health-interval", "500ms", "--health-retries", "2", "--health-start-period", "1m",
+       walk.image, *shell_until_sigterm("touch /healthy"))  # fmt: skip
+    (task,) = running_tasks("checked")  # running: healthy, as swarm mode has it
+    assert walk.engine.api.inspect_container(task["container_id"])["Config"]["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "test -e /healthy"],
+        "Interval": 500_000_000,
+        "Timeout": 30_000_000_000,
+        "Retries": 2,
+        "StartPeriod": 60_000_000_000,
+    }
+    ok("service", "update", "--no-healthcheck", "checked")
+    (task,) = running_tasks("checked")
+    config = walk.engine.api.inspect_container(task["container_id"])["Config"]
+    assert config["Healthcheck"]["Test"] == ["NONE"]
+    ok("service", "rm", "checked")
+
     script = "echo hello from $(hostname); echo oops >&2"
     ok("service", "create", "--name", "talker", "--replicas", "2", "--init",
        walk.image, *shell_until_sigterm(script))  # fmt: skip
@@ -278,6 +295,7 @@ def test_service_verbs(walk: Walk) -> None:
         f"talker.1.{slot_1['id'][:12]}@{hostname}    | hello from {slot_1['container_id'][:12]}\n"
     )
     assert sorted(following("talker").splitlines()) == expected  # and it stayed open
+    ok("service", "scale", "talker=1")  # the cluster goes on after a follower went away
     ok("service", "rm", "talker")
 
 
