@@ -91,19 +91,21 @@ def txn_parts(op: PlanOp) -> tuple[list[Compare], list[Op]]:
     raise TypeError(f"not a plan op: {op!r}")
 
 
-def _batches(ops: Sequence[PlanOp], *, room: int) -> list[list[PlanOp]]:
-    batches: list[list[PlanOp]] = []
-    batch: list[PlanOp] = []
+Parts = tuple[list[Compare], list[Op]]
+
+
+def _batches(ops: Sequence[tuple[PlanOp, Parts]], *, room: int) -> list[list[tuple[PlanOp, Parts]]]:
+    batches: list[list[tuple[PlanOp, Parts]]] = []
+    batch: list[tuple[PlanOp, Parts]] = []
     used = 0
     written: set[str] = set()
-    for op in ops:
-        compares, writes = txn_parts(op)
+    for op, (compares, writes) in ops:
         size = len(compares) + len(writes)
         touched = {write.key for write in writes}
         if batch and (used + size > room or touched & written):
             batches.append(batch)
             batch, used, written = [], 0, set()
-        batch.append(op)
+        batch.append((op, (compares, writes)))
         used += size
         written |= touched
     if batch:
@@ -121,10 +123,12 @@ async def apply_plan(
     """Write `plan`; raises `NotLeader` as soon as the fence fails."""
     fence = Compare(keys.LEADER, fencing_token)
     applied = conflicts = transactions = revision = 0
-    for batch in _batches(plan.ops, room=max_txn_items - 1):
+    # each op's documents are encoded once (10,000 new tasks: 20,000 JSON documents)
+    encoded = [(op, txn_parts(op)) for op in plan.ops]
+    for batch in _batches(encoded, room=max_txn_items - 1):
         remaining = batch
         while remaining:
-            parts = [txn_parts(op) for op in remaining]
+            parts = [op_parts for _, op_parts in remaining]
             compares = [fence, *(c for guard, _ in parts for c in guard)]
             writes = [w for _, ops in parts for w in ops]
             result = await store.txn(compares, writes)
