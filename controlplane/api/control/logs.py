@@ -101,6 +101,8 @@ async def many_task_lines(
         finally:
             await queue.put(None)
 
+    if more is not None:  # a task not started yet is picked up once it is
+        tasks = [task for task in tasks if _started(view, task)]
     followed = {task.id for task in tasks}
     pumps = [asyncio.create_task(pump(task, query)) for task in tasks]
     from_start = LogQuery(tail=None, timestamps=query.timestamps, follow=True)
@@ -130,10 +132,7 @@ async def many_task_lines(
             if more is not None and view.revision != revision:
                 revision = view.revision
                 for task in tasks_with_output(more()):
-                    status = view.statuses.get(task.id)
-                    if status is None or not status.container_id:
-                        continue  # not started on its node yet: looked at again later
-                    if task.id not in followed:
+                    if task.id not in followed and _started(view, task):
                         followed.add(task.id)
                         pumps.append(asyncio.create_task(pump(task, from_start)))
                         remaining += 1
@@ -141,3 +140,9 @@ async def many_task_lines(
         for running in pumps:
             running.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)
+
+
+def _started(view: ClusterView, task: Task) -> bool:
+    """Whether the task's node has made its container (so it has output to follow)."""
+    status = view.statuses.get(task.id)
+    return status is not None and bool(status.container_id)
