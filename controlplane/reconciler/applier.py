@@ -20,11 +20,12 @@ already treats as "this term is over".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from controlplane import keys
+from controlplane.models.base import Document
 from controlplane.reconciler.config import MAX_TXN_ITEMS
 from controlplane.reconciler.plan import (
     CreateTask,
@@ -54,6 +55,25 @@ class ApplyResult:
     conflicts: int = 0  # ops dropped because their guard failed
     transactions: int = 0
     revision: int = 0  # the store revision after the last transaction that succeeded
+
+
+Expect = Callable[[list[tuple[str, bytes, Document]]], None]
+
+
+def documents(op: PlanOp) -> list[Document]:
+    """The documents `txn_parts(op)` puts, in the order of its puts."""
+    if isinstance(op, CreateTask | PlacePending):
+        return [op.task, op.status]
+    if isinstance(op, ShutdownTask):
+        return [op.task] if op.status is None else [op.task, op.status]
+    if isinstance(op, UpdateServiceRecord):
+        return [op.record]
+    return []
+
+
+def _expectations(op: PlanOp, writes: list[Op]) -> list[tuple[str, bytes, Document]]:
+    puts = [write for write in writes if isinstance(write, Put)]
+    return [(put.key, put.value, doc) for put, doc in zip(puts, documents(op), strict=True)]
 
 
 def txn_parts(op: PlanOp) -> tuple[list[Compare], list[Op]]:
@@ -119,8 +139,10 @@ async def apply_plan(
     *,
     fencing_token: int,
     max_txn_items: int = MAX_TXN_ITEMS,
+    expect: Expect | None = None,
 ) -> ApplyResult:
-    """Write `plan`; raises `NotLeader` as soon as the fence fails."""
+    """Write `plan`; raises `NotLeader` as soon as the fence fails. `expect`, if given,
+    is told each transaction's documents before it is sent (the mirror's `expect`)."""
     fence = Compare(keys.LEADER, fencing_token)
     applied = conflicts = transactions = revision = 0
     # each op's documents are encoded once (10,000 new tasks: 20,000 JSON documents)
@@ -131,6 +153,8 @@ async def apply_plan(
             parts = [op_parts for _, op_parts in remaining]
             compares = [fence, *(c for guard, _ in parts for c in guard)]
             writes = [w for _, ops in parts for w in ops]
+            if expect is not None:
+                expect([e for op, (_, w) in remaining for e in _expectations(op, w)])
             result = await store.txn(compares, writes)
             transactions += 1
             if result.succeeded:

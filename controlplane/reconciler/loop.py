@@ -183,6 +183,7 @@ class Reconciler:
                 decided,
                 fencing_token=self._token,
                 max_txn_items=self._config.max_txn_items or self._store.max_txn_ops,
+                expect=self._mirror.expect,
             )
         for line in decided.unplaced:
             log.info("reconciler: not placed: %s", line)
@@ -207,6 +208,7 @@ class Reconciler:
             self._on_pass(elapsed)
         if result.revision:
             await self._until(self._mirror.wait_for_revision(result.revision))
+        self._mirror.clear_expected()
         return snapshot.revision, self._next_wakeup()
 
     # --- waiting ----------------------------------------------------------------------

@@ -88,6 +88,9 @@ class ClusterContents:
         self.service_changed: dict[str, int] = {}
         #: revision of the last change that may concern every service
         self.all_changed = 0
+        #: key -> (value, document) written by this process (`expect`): an event that
+        #: carries exactly that value takes the document instead of parsing it again
+        self.expected: dict[str, tuple[bytes, BaseModel]] = {}
         self._puts: list[tuple[str, Callable[[str, bytes, int], None]]] = [
             (keys.TASKS, self._put_task),
             (keys.STATUS, self._put_status),
@@ -206,6 +209,12 @@ class ClusterContents:
         elif key.startswith(keys.MANAGERS):
             self.managers.pop(key[len(keys.MANAGERS) :], None)
 
+    def _decode(self, model: type[M], key: str, value: bytes) -> M | None:
+        hit = self.expected.pop(key, None) if self.expected else None
+        if hit is not None and hit[0] == value and isinstance(hit[1], model):
+            return hit[1]
+        return _parse(model, key, value)
+
     def _mark(self, service: str, revision: int) -> None:
         if revision > self.service_changed.get(service, 0):
             self.service_changed[service] = revision
@@ -227,7 +236,7 @@ class ClusterContents:
                 return
         else:
             node_id, task_id = "", key[len(keys.PENDING) :]
-        task = _parse(Task, key, value)
+        task = self._decode(Task, key, value)
         if task is None:
             return
         if task.id != task_id:
@@ -243,7 +252,7 @@ class ClusterContents:
             self._mark(task.service, mod_revision)
 
     def _put_status(self, key: str, value: bytes, mod_revision: int) -> None:
-        status = _parse(TaskStatus, key, value)
+        status = self._decode(TaskStatus, key, value)
         task_id = key[len(keys.STATUS) :]
         if status is None:
             return
@@ -273,7 +282,7 @@ class ClusterContents:
             self.all_changed = max(self.all_changed, mod_revision)
 
     def _put_service(self, key: str, value: bytes, mod_revision: int) -> None:
-        record = _parse(ServiceRecord, key, value)
+        record = self._decode(ServiceRecord, key, value)
         name = key[len(keys.SERVICES) :]
         if record is not None and record.spec.name != name:
             _mismatch(key, "name", record.spec.name, name)

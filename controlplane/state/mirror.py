@@ -35,9 +35,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Generic, Self, TypeVar
+
+from pydantic import BaseModel
 
 from controlplane.models import (
     ClusterRecord,
@@ -223,6 +225,15 @@ class ClusterMirror:
 
     def changed_services(self, after: int) -> frozenset[str] | None:
         return self._contents.changed_services(after)
+
+    def expect(self, written: Iterable[tuple[str, bytes, BaseModel]]) -> None:
+        """Documents this process is writing: their events take them as they are
+        instead of parsing the value back (the leader writes ten thousand tasks)."""
+        self._contents.expected.update((key, (value, doc)) for key, value, doc in written)
+
+    def clear_expected(self) -> None:
+        """Forget expectations whose write did not happen (a transaction that failed)."""
+        self._contents.expected.clear()
 
     def pending_services(self) -> frozenset[str]:
         """The services with a task waiting for a node that fits it."""

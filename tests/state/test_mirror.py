@@ -201,3 +201,21 @@ async def test_a_node_down_before_a_relist_counts_from_the_relist(
     await settle(store, mirror)
     assert mirror.listings == 2
     assert mirror.down_since("n1") == clock.now
+
+
+async def test_expected_documents_are_taken_as_written_only_when_the_value_matches(
+    store: Store, mirror: ClusterMirror
+) -> None:
+    spec = TaskSpec(image="nginx")
+    mine = Task(id="t1", service="web", slot=1, node_id="n1", spec_version=1, spec=spec)
+    other = mine.model_copy(update={"slot": 2})
+    mirror.expect([(keys.task("n1", "t1"), mine.dump(), mine)])
+    mirror.expect([(keys.task("n1", "t2"), other.dump(), other)])
+    await store.put(keys.task("n1", "t1"), mine.dump())
+    changed = other.model_copy(update={"id": "t2", "slot": 3})
+    await store.put(keys.task("n1", "t2"), changed.dump())  # not what was expected
+    await settle(store, mirror)
+    assert mirror.tasks["t1"] is mine  # not parsed again
+    assert mirror.tasks["t2"] is not other
+    assert mirror.tasks["t2"].slot == 3
+    mirror.clear_expected()
