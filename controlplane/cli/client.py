@@ -218,8 +218,11 @@ class ManagerClient:
                 f"not authorised: set SHOAL_TOKEN; the manager refused the token from "
                 f"{self.target.token_source} ({detail})"
             )
-        if code == 404 and not detail:
-            return f"{self.target.host} has no {response.request.url.path}: is it a shoal manager?"
+        if code == 404 and detail in ("", "Not Found"):  # no such route, not a missing object
+            return (
+                f"{self.target.host} has no {response.request.url.path}: is it a shoal "
+                "manager, and as new as this shoal?"
+            )
         if code >= 500 and code != 503:
             return f"the manager failed (HTTP {code}): {detail or response.reason_phrase}"
         return detail or f"HTTP {code} {response.reason_phrase}"

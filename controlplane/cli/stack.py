@@ -1,19 +1,17 @@
 """`shoal stack`: deploy compose files as services, list, inspect and remove stacks.
 
-A stack is not an object of its own on the manager: it is the services whose spec names
-it (`stack`, and the label `com.docker.stack.namespace`). So everything here is done by
-the CLI over the service endpoints, the way `docker stack` works client-side:
+A stack is the services whose spec names it (`stack`, and the label
+`com.docker.stack.namespace`), named `<stack>_<service>`:
 
-- `deploy` converts the files locally (`controlplane.compose`: every error with its file
-  and line, before anything is written), then creates each new service and updates each
-  changed one by name. An unchanged service is not touched, so re-deploying an edited
+- `deploy` converts the files here (`controlplane.compose`: every error with its file
+  and line, before anything is sent; `env_file` and `${VAR}` read this machine's files
+  and environment), then sends every service in one `POST /stacks`: the manager creates,
+  updates and (with `--prune`) removes them in one transaction, so a deploy is written
+  whole or not at all. An unchanged service is not touched, so re-deploying an edited
   file replaces only what the edit changed; services no longer in the file stay unless
-  `--prune`.
+  `--prune`. A mode change, the one refusal a valid file can meet, is explained before
+  anything is sent.
 - `ls`, `services`, `ps` and `rm` filter services by their stack.
-
-Because each service is written by its own call, a deploy that fails half-way (the
-manager went away) leaves the services already written; deploying again finishes it.
-Mode changes, the one refusal a valid file can meet, are checked before any write.
 """
 
 from __future__ import annotations
@@ -113,33 +111,34 @@ def deploy(
     with session(host, debug) as api:
         existing = {s["name"]: s for s in api.get("/services")}
         _check_modes(loaded.services, existing)
-        changed: dict[str, int] = {}
-        for spec in loaded.services:
-            body = spec.model_dump(mode="json")
-            current = existing.get(spec.name)
-            if current is None:
-                typer.echo(f"Creating service {spec.name}")
-                created = api.post("/services", body)
-                changed[spec.name] = int(created["spec_version"])
-            elif current["spec"] == body:
-                typer.echo(f"Service {spec.name} is unchanged")
-            else:
-                typer.echo(f"Updating service {spec.name}")
-                updated = api.post(
-                    f"/services/{spec.name}/update",
-                    body,
-                    params={"version": str(current["spec_version"])},
-                )
-                changed[spec.name] = int(updated["spec_version"])
-        if prune:
-            wanted = {spec.name for spec in loaded.services}
-            stale = [s["name"] for s in existing.values() if s["spec"].get("stack") == stack]
-            for name in sorted(set(stale) - wanted):
-                typer.echo(f"Removing service {name}")
-            if not remove_services(api, sorted(set(stale) - wanted), echo=False):
-                raise typer.Exit(1)
+        changed = _deploy(api, stack, loaded.services, prune=prune)
         if changed and not detach:
             wait_converged(api, changed, quiet=quiet)
+
+
+def _deploy(
+    api: ManagerClient, stack: str, specs: list[ServiceSpec], *, prune: bool
+) -> dict[str, int]:
+    """`POST /stacks`: every service written in one transaction, or none. Prints what
+    was done, as docker does; returns the spec version of each service that changed."""
+    body = {
+        "name": stack,
+        "services": [spec.model_dump(mode="json") for spec in specs],
+        "prune": prune,
+    }
+    deployed = api.post("/stacks", body)
+    created, updated = set(deployed["created"]), set(deployed["updated"])
+    for spec in specs:
+        if spec.name in created:
+            typer.echo(f"Creating service {spec.name}")
+        elif spec.name in updated:
+            typer.echo(f"Updating service {spec.name}")
+        else:
+            typer.echo(f"Service {spec.name} is unchanged")
+    for name in sorted(deployed["removed"]):
+        typer.echo(f"Removing service {name}")
+    versions = {s["name"]: int(s["spec_version"]) for s in api.get("/services")}
+    return {name: versions[name] for name in created | updated if name in versions}
 
 
 def _check_modes(specs: list[ServiceSpec], existing: dict[str, dict[str, Any]]) -> None:

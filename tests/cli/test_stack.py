@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from controlplane.cli.client import ManagerClient
 from tests.cli.conftest import ServedManager, shoal
 
 DATA = Path(__file__).parents[1] / "data" / "compose"
@@ -150,3 +151,31 @@ def test_ls_services_ps_and_rm(cluster: ServedManager, project: Path) -> None:
     assert sorted(services()) == ["loose", "site_web"]
     missing = shoal("stack", "services", "shop")
     assert (missing.exit_code, missing.stderr) == (1, "shoal: nothing found in stack 'shop'\n")
+
+
+def test_a_deploy_is_one_write_of_the_whole_stack(
+    cluster: ServedManager, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One `POST /stacks` carries every service (and the prune), so the manager writes
+    them in one transaction: all or nothing."""
+    assert shoal("stack", "deploy", "-d", "-c", "web-db.yml", "shop").exit_code == 0
+    writes: list[tuple[str, str, Any]] = []
+    for method in ("post", "delete"):
+        real = getattr(ManagerClient, method)
+
+        def record(self: ManagerClient, path: str, *args: Any, _real: Any = real,
+                   _method: str = method, **kwargs: Any) -> Any:  # fmt: skip
+            writes.append((_method, path, args[0] if args else None))
+            return _real(self, path, *args, **kwargs)
+
+        monkeypatch.setattr(ManagerClient, method, record)
+    compose = "services:\n  web:\n    image: nginx:1.28\n  cache:\n    image: redis:7\n"
+    result = shoal("stack", "deploy", "-d", "--prune", "-c", "-", "shop", stdin=compose)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "Updating service shop_web\nCreating service shop_cache\nRemoving service shop_db\n"
+    )
+    ((method, path, body),) = writes
+    assert (method, path, body["name"], body["prune"]) == ("post", "/stacks", "shop", True)
+    assert [spec["name"] for spec in body["services"]] == ["shop_web", "shop_cache"]
+    assert sorted(services()) == ["shop_cache", "shop_web"]
