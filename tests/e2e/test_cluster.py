@@ -8,8 +8,13 @@ that kill processes come last.
 
 Consul's minimum lease is 10 s (and it may end a session up to one TTL late), so its
 variants are the ones where the store matters most: the spread (join, heartbeats,
-watches), an agent's loss (node leases) and the leader's loss (election). The bounds
-there add Consul's slack (`Cluster.slack`).
+watches), scaling, draining, restarts, a rolling update, a global service, a request
+to a task (the leader's task writes and the agents' batched status reports under
+Consul's 64-operation transactions; together about half a minute), an agent's loss
+(node leases) and the leader's loss (election). What stays on etcd and the file store
+only: the failing updates and the new leader's rolling update, whose timings Consul's
+10 s minimum lease would stretch. The bounds there add Consul's slack
+(`Cluster.slack`).
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ def test_three_agents_run_ten_replicas_spread(cluster: Cluster) -> None:
     )
 
 
-@fast_stores
+@every_store
 def test_scale_ten_to_three_to_twelve(cluster: Cluster) -> None:
     cluster.create("scaled", replicas=10, command=shell_until_sigterm())
     cluster.running("scaled", 10, within=60)
@@ -81,7 +86,7 @@ def test_scale_ten_to_three_to_twelve(cluster: Cluster) -> None:
     )
 
 
-@fast_stores
+@every_store
 def test_drained_node_tasks_move_off(cluster: Cluster) -> None:
     cluster.create("drained", replicas=6, command=shell_until_sigterm())
     cluster.running("drained", 6, within=60)
@@ -99,7 +104,7 @@ def test_drained_node_tasks_move_off(cluster: Cluster) -> None:
     assert sorted(cluster.per_node("drained").values()) == [3, 3]
 
 
-@fast_stores
+@every_store
 def test_restart_on_failure_gives_up_after_two_attempts(cluster: Cluster) -> None:
     cluster.create(
         "crashing",
@@ -124,7 +129,7 @@ def test_restart_on_failure_gives_up_after_two_attempts(cluster: Cluster) -> Non
     assert cluster.service("crashing")["replicas"]["running"] == 0
 
 
-@fast_stores
+@every_store
 def test_http_request_reaches_the_task_on_its_node_address(cluster: Cluster) -> None:
     port = free_port("127.0.0.2")
     cluster.create(
@@ -155,7 +160,7 @@ def test_http_request_reaches_the_task_on_its_node_address(cluster: Cluster) -> 
     assert body.strip() == cluster.inspect(container)["Config"]["Hostname"]
 
 
-@fast_stores
+@every_store
 def test_rolling_update_of_six_replicas_goes_in_three_batches(cluster: Cluster) -> None:
     spec: dict[str, Any] = {
         "name": "rolling",
@@ -252,7 +257,7 @@ def test_failing_update_rolls_back_to_the_old_spec(cluster: Cluster, failure: st
     assert all(t["state"] in ("rejected", "failed") for t in failed), failed
 
 
-@fast_stores
+@every_store
 def test_global_service_follows_a_node_joining(cluster: Cluster) -> None:
     cluster.create("everywhere", mode="global", command=shell_until_sigterm())
     cluster.running("everywhere", 3, within=60)
