@@ -2,7 +2,8 @@
 
 `shoal-test/busybox:latest` is a static busybox and its applet links, imported as a
 one-layer image (the SDK's equivalent of `tar -C root -c . | docker import -c 'CMD
-["/bin/sh"]' -`): about 1 MB, built in well under a second, and only when missing, so it
+["/bin/sh"]' -`): about 1 MB, built in well under a second, and only when the engine lacks
+this layout of it (a label carries the layout's version), so it
 lives on in the harness engine's data root between runs.
 
 It also has `/etc/passwd` and `/etc/group` with root and nobody, so tests can run a task
@@ -26,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 BUSYBOX_IMAGE = "shoal-test/busybox:latest"
+#: Bumped whenever `busybox_rootfs_tar` changes what the image holds: an engine holding an
+#: image with another layout (say, one from before `/tmp` existed) gets it re-imported.
+LAYOUT_LABEL = "shoal.test-image.layout"
+LAYOUT = "2"
 
 _PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 _GROUP = b"root:x:0:\nnogroup:x:65534:\n"
@@ -88,12 +93,13 @@ def busybox_rootfs_tar(busybox: Path) -> bytes:
 
 
 def ensure_busybox_image(client: Any) -> str:
-    """Import `shoal-test/busybox:latest` into the engine unless it is there; its name."""
+    """Import `shoal-test/busybox:latest` unless the engine has this layout of it; its name."""
     import docker.errors
 
     try:
-        client.api.inspect_image(BUSYBOX_IMAGE)
-        return BUSYBOX_IMAGE
+        labels = (client.api.inspect_image(BUSYBOX_IMAGE).get("Config") or {}).get("Labels")
+        if (labels or {}).get(LAYOUT_LABEL) == LAYOUT:
+            return BUSYBOX_IMAGE
     except docker.errors.ImageNotFound:
         pass
     repository, _, tag = BUSYBOX_IMAGE.rpartition(":")
@@ -101,7 +107,7 @@ def ensure_busybox_image(client: Any) -> str:
         busybox_rootfs_tar(find_static_busybox()),
         repository=repository,
         tag=tag,
-        changes=['CMD ["/bin/sh"]'],
+        changes=['CMD ["/bin/sh"]', f"LABEL {LAYOUT_LABEL}={LAYOUT}"],
     )
     client.api.inspect_image(BUSYBOX_IMAGE)  # fails loudly if the import did not take
     return BUSYBOX_IMAGE
