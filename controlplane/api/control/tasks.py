@@ -47,7 +47,6 @@ def observed(view: ClusterView, task: Task) -> ObservedTask:
     return ObservedTask(task=task, status=view.statuses.get(task.id))
 
 
-
 SortKey = tuple[str, int, float, str]
 
 
