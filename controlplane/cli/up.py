@@ -41,6 +41,7 @@ from controlplane.agent.identity import (
     save_identity,
 )
 from controlplane.agent.join import JoinError, joined_identity
+from controlplane.agent.mesh import MeshConfig
 from controlplane.agent.runtime.registry import UnknownRuntime
 from controlplane.api.control import cluster as control
 from controlplane.api.control.errors import Conflict
@@ -234,6 +235,7 @@ async def run_up(
                 store=store,
                 heartbeat_period=settings.heartbeat,
                 api_port=0,  # the agent endpoint (logs, inspect) on any free port
+                mesh=MeshConfig(),  # ingress-published ports answer on this machine too
             )
             await agent.start()
             running.append(asyncio.create_task(agent.run(), name="agent"))
