@@ -146,3 +146,30 @@ async def test_a_document_yaml_cannot_read_is_a_422(stacked: Api) -> None:
     response = await deploy(stacked, compose="\x81services: {}")
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "compose"]
+
+
+async def test_published_ports_are_assigned_and_never_claimed_twice(stacked: Api) -> None:
+    taken = await stacked.client.post(
+        "/services",
+        json=spec("front", ports=[{"target": 80, "published": 8080}]),
+    )
+    assert taken.status_code == 201, taken.text
+
+    clash = await deploy(
+        stacked,
+        services=[spec("shop_web"), spec("shop_api", ports=[{"target": 80, "published": 8080}])],
+    )
+    assert clash.status_code == 409, clash.text
+    assert "8080" in clash.text
+    assert "front" in clash.text
+    assert [kv.key for kv in (await stacked.store.list(keys.SERVICES)).items] == [
+        keys.service("front")
+    ]
+
+    auto = await deploy(stacked, services=[spec("shop_web", ports=[{"target": 80}])])
+    assert auto.status_code == 200, auto.text
+    [web] = (await stacked.client.get("/stacks/shop/services")).json()
+    [port] = web["spec"]["ports"]
+    assert 30000 <= port["published"] <= 32767
+    again = await deploy(stacked, services=[spec("shop_web", ports=[{"target": 80}])])
+    assert again.json()["unchanged"] == ["shop_web"]  # the assigned port stays put

@@ -27,6 +27,7 @@ from controlplane import keys
 from controlplane.api.control import writes
 from controlplane.api.control.errors import Conflict, Invalid, NotFound
 from controlplane.api.control.ids import new_id
+from controlplane.api.control.ports import assign_published_ports
 from controlplane.api.control.services import ServiceState, list_services, next_version
 from controlplane.api.control.tasks import ObservedTask, TaskFilter, list_tasks
 from controlplane.api.control.validation import validate_spec
@@ -113,10 +114,19 @@ async def deploy_stack(
         for kv in listing.items:
             record = ServiceRecord.load(kv.value)
             current[record.spec.name] = (record, kv.mod_revision)
+        # Published ports as `POST /services` gives them (auto-assigned, never claimed
+        # twice), against the same listing; services that prune removes free theirs.
+        names = {spec.name for spec in wanted}
+        stored = {
+            service: record.spec
+            for service, (record, _) in current.items()
+            if not (prune and record.spec.stack == name and service not in names)
+        }
+        published = assign_published_ports(wanted, stored)
         compares: list[Compare] = []
         ops: list[Op] = []
         out = Deployed([], [], [], [], [], 0)
-        for index, spec in enumerate(wanted):
+        for index, spec in enumerate(published):
             key = keys.service(spec.name)
             found = current.get(spec.name)
             if found is None:
@@ -146,7 +156,6 @@ async def deploy_stack(
                     out.updated.append(spec.name)
             out.records.append(record)
         if prune:
-            names = {spec.name for spec in wanted}
             for service, (record, revision) in sorted(current.items()):
                 if record.spec.stack == name and service not in names:
                     compares.append(Compare(keys.service(service), revision))
