@@ -216,11 +216,16 @@ class _Builder:
 
 def parse(text: str, *, name: str) -> Mapping:
     """Parse one compose file's text; `name` is how problems refer to the file."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # refuses characters YAML does not allow, before parsing
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(exc, text, name) from None
     try:
         node = loader.get_single_node()
         builder = _Builder(loader, name)
         data = None if node is None else builder.build(node, ())
+    except yaml.reader.ReaderError as exc:  # the reader checks the text a chunk at a time
+        raise _unreadable(exc, text, name) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -238,6 +243,15 @@ def parse(text: str, *, name: str) -> Mapping:
             [Problem(Location(name, 1), (), "a compose file is a mapping with a `services` key")]
         )
     return data
+
+
+def _unreadable(exc: yaml.reader.ReaderError, text: str, name: str) -> ComposeError:
+    """A character YAML does not allow (a control character, say), with its line."""
+    line = text.count("\n", 0, max(exc.position, 0)) + 1
+    character = f"#x{exc.character:04x}" if isinstance(exc.character, int) else "a character"
+    return ComposeError(
+        [Problem(Location(name, line), (), f"{character} is not allowed in a YAML file")]
+    )
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:

@@ -84,3 +84,15 @@ def test_an_alias_bomb_is_refused() -> None:
         lines.append(f"{chr(97 + level)}: &{chr(97 + level)} [{refs}]")
     with pytest.raises(ComposeError, match="alias loop"):
         parse("\n".join(lines) + "\n", name="bomb.yml")
+
+
+@pytest.mark.parametrize(("where", "line"), [(0, 1), (30, 3), (3000, 201)])
+def test_a_character_yaml_forbids_is_a_problem_with_its_line(where: int, line: int) -> None:
+    lines = ["services:", "  web:", "    image: nginx", *(f"# {'c' * 12}" for _ in range(200))]
+    text = "\n".join(lines) + "\n"
+    text = text[:where] + "\x81" + text[where:]
+    with pytest.raises(ComposeError) as refused:
+        parse(text, name="bad.yml")
+    [problem] = refused.value.problems
+    assert str(problem).startswith(f"bad.yml:{line}:")
+    assert "#x0081" in str(problem)
