@@ -26,6 +26,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from controlplane.durations import human_duration
+
 COLUMN_GAP = 3
 
 #: Where ages are measured from; tests freeze it so that "5 minutes ago" stays true.
@@ -76,34 +78,6 @@ def print_ids(ids: Sequence[str]) -> None:
 
 def short_id(value: str, *, no_trunc: bool = False, length: int = 12) -> str:
     return value if no_trunc else value[:length]
-
-
-def human_duration(seconds: float) -> str:
-    """An age in docker's words: "Less than a second", "About a minute", "3 hours"."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 2:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = seconds / 60
-    if minutes < 2:
-        return "About a minute"
-    if minutes < 60:
-        return f"{int(minutes)} minutes"
-    hours = minutes / 60
-    if hours < 2:
-        return "About an hour"
-    if hours < 48:
-        return f"{int(hours)} hours"
-    days = hours / 24
-    if days < 14:
-        return f"{int(days)} days"
-    if days < 60:
-        return f"{int(days / 7)} weeks"
-    if days < 365 * 2:
-        return f"{int(days / 30)} months"
-    return f"{int(days / 365)} years"
 
 
 def ago(timestamp: float | None, *, now: float | None = None) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from controlplane.agent.runtime.docker import container_name
 from controlplane.api.control.view import ClusterView
 from controlplane.dockerapi.errors import DockerError, no_such_container
+from controlplane.durations import human_duration
 from controlplane.models import Task, TaskState, TaskStatus
 from controlplane.models.service import ServiceRecord
 
@@ -161,25 +162,6 @@ def rfc3339(epoch: float | None) -> str:
     if not epoch:
         return "0001-01-01T00:00:00Z"
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
-
-
-def human_duration(seconds: float) -> str:
-    """Like the Engine's: `Less than a second`, `5 seconds`, `About a minute`, `3 hours`."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 60:
-        return f"{int(seconds)} second{'s' if int(seconds) != 1 else ''}"
-    minutes = seconds / 60
-    if minutes < 2:
-        return "About a minute"
-    if minutes < 60:
-        return f"{int(minutes)} minutes"
-    hours = minutes / 60
-    if hours < 2:
-        return "About an hour"
-    if hours < 48:
-        return f"{int(hours)} hours"
-    return f"{int(hours / 24)} days"
 
 
 def status_text(container: DockerContainer, *, now: float | None = None) -> str:
