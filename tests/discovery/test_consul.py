@@ -195,7 +195,7 @@ async def test_transaction_limits_and_dead_leases_are_reported(consul_url: str) 
         await store.revoke(lease.id)
         with pytest.raises(LeaseNotFound):
             await store.txn([Compare("x", 0)], [Put("x", b"1", lease=lease.id)])
-        with pytest.raises(InvalidArgument, match="at most 64 operations"):
+        with pytest.raises(InvalidArgument, match="at most 64 compares and operations"):
             await store.txn([], [Put(f"k{i}", b"") for i in range(65)])
         rev = await store.put("a", b"1")
         result = await store.txn([Compare("a", rev), Compare("b", 0)], [Delete("a")])
