@@ -71,10 +71,7 @@ def swarm(
             cluster.wait_agent(agent)
         yield cluster
     finally:
-        try:
-            cluster.stop_all()
-        finally:
-            cluster.remove_containers()
+        cluster.shut_down()
 
 
 @pytest.fixture(autouse=True)
@@ -86,15 +83,7 @@ def tidy(request: pytest.FixtureRequest) -> Iterator[None]:
     cluster: Cluster = request.getfixturevalue("swarm")
     if not any(m.running for m in cluster.managers):
         return
-    removed = [service["name"] for service in cluster.call("GET", "/services")]
-    for name in removed:
-        cluster.call("DELETE", f"/services/{name}")
-    poll(
-        lambda: not [t for t in cluster.call("GET", "/tasks") if t["service"] in removed],
-        within=30,
-        what=f"the tasks of {removed} removed",
-        every=0.2,
-    )
+    cluster.remove_services()
 
 
 DockerCli = Callable[..., subprocess.CompletedProcess[str]]

@@ -210,6 +210,13 @@ class Cluster:
         for process in processes:
             process.stop(timeout=20)
 
+    def shut_down(self) -> None:
+        """Stop every process, then remove every container the cluster left on the engine."""
+        try:
+            self.stop_all()
+        finally:
+            self.remove_containers()
+
     # --- services and tasks -----------------------------------------------------------------
     def create(self, name: str, **spec: Any) -> dict[str, Any]:
         body = {"name": name, "image": self.image, "init": True, "stop_grace_period": 2, **spec}
@@ -224,6 +231,20 @@ class Cluster:
     def service(self, name: str) -> dict[str, Any]:
         found: dict[str, Any] = self.call("GET", f"/services/{name}")
         return found
+
+    def remove_services(self) -> list[str]:
+        """Remove every service, and wait until their tasks have left the store (what the
+        next test's placements see); the agents remove the containers meanwhile."""
+        removed = [service["name"] for service in self.call("GET", "/services")]
+        for name in removed:
+            self.call("DELETE", f"/services/{name}")
+        poll(
+            lambda: not [t for t in self.call("GET", "/tasks") if t["service"] in removed],
+            within=30,
+            what=f"the tasks of {removed} removed",
+            every=0.2,
+        )
+        return removed
 
     def node_id_of(self, agent: AgentProc) -> str:
         assert agent.node_id is not None
@@ -363,10 +384,7 @@ def cluster(
     try:
         yield made
     finally:
-        try:
-            made.stop_all()
-        finally:
-            made.remove_containers()
+        made.shut_down()
 
 
 @pytest.fixture(autouse=True)
@@ -378,18 +396,7 @@ def tidy(request: pytest.FixtureRequest) -> Iterator[None]:
     made: Cluster = request.getfixturevalue("cluster")
     if not any(m.running for m in made.managers):
         return
-    removed = [service["name"] for service in made.call("GET", "/services")]
-    for name in removed:
-        made.call("DELETE", f"/services/{name}")
-    # The tasks leave the store at once (what the next test's placements see); the
-    # agents stop and remove the containers meanwhile, and the cluster's end removes
-    # whatever is left.
-    poll(
-        lambda: not [t for t in made.call("GET", "/tasks") if t["service"] in removed],
-        within=30,
-        what=f"the tasks of {removed} removed",
-        every=0.2,
-    )
+    made.remove_services()  # the cluster's end removes whatever containers are left
     for node in made.call("GET", "/nodes"):
         if node["availability"] != "active":
             made.call("POST", f"/nodes/{node['id']}/update", {"availability": "active"})

@@ -54,10 +54,7 @@ def mesh_cluster(
     try:
         yield made
     finally:
-        try:
-            made.stop_all()
-        finally:
-            made.remove_containers()
+        made.shut_down()
 
 
 @pytest.fixture
@@ -66,15 +63,7 @@ def cluster(mesh_cluster: Cluster) -> Iterator[Cluster]:
     yield mesh_cluster
     if not any(m.running for m in mesh_cluster.managers):
         return
-    names = [service["name"] for service in mesh_cluster.call("GET", "/services")]
-    for name in names:
-        mesh_cluster.call("DELETE", f"/services/{name}")
-    poll(
-        lambda: not [t for t in mesh_cluster.call("GET", "/tasks") if t["service"] in names],
-        within=30,
-        what=f"the tasks of {names} removed",
-        every=0.2,
-    )
+    mesh_cluster.remove_services()
 
 
 def port_free_everywhere() -> int:
