@@ -124,8 +124,14 @@ def test_ps_lists_service_tasks_under_their_node_names(
 ) -> None:
     swarm.create("web", replicas=2, command=shell_until_sigterm())
     running = swarm.running("web", 2, within=60)
-    listed = [c for c in _ps(docker_cli) if "shoal-web." in c["Names"]]
-    assert sorted(c["ID"] for c in listed) == sorted(c.id for c in running)
+    ids = sorted(c.id for c in running)
+
+    def both_listed() -> list[dict[str, str]] | None:
+        # The engine may show a container before its agent's report reaches the manager.
+        listed = [c for c in _ps(docker_cli) if "shoal-web." in c["Names"]]
+        return listed if sorted(c["ID"] for c in listed) == ids else None
+
+    listed = poll(both_listed, within=15, what="docker ps listing both tasks' containers")
     hostnames = {n["id"]: n["hostname"] for n in swarm.call("GET", "/nodes")}
     for entry in listed:
         [match] = [c for c in running if c.id == entry["ID"]]
