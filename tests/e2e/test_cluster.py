@@ -28,9 +28,13 @@ from typing import Any
 import pytest
 
 from controlplane.agent.runtime.base import LABEL_NODE, LABEL_SLOT
+from controlplane.models.task import TERMINAL_STATES
 from tests.e2e.conftest import NODE_GRACE, Cluster, Container, poll
 from tests.harness.images import http_hostname_server, shell_until_sigterm
 from tests.harness.process import free_port
+
+#: A task's observed states once it has ended.
+ENDED = frozenset(state.value for state in TERMINAL_STATES)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -306,7 +310,13 @@ def test_killed_agent_tasks_run_elsewhere_and_its_containers_go_when_it_returns(
     bound = cluster.node_ttl + cluster.slack + NODE_GRACE + 5.0
 
     def rescheduled() -> bool:
-        tasks = [t for t in cluster.tasks("sturdy") if t["desired_state"] == "running"]
+        # The tasks meant to run now; a task that ended (failed, say, then restarted
+        # elsewhere) stays as its slot's history with its desired state unchanged.
+        tasks = [
+            t
+            for t in cluster.tasks("sturdy")
+            if t["desired_state"] == "running" and t["state"] not in ENDED
+        ]
         return all(t["node_id"] != victim_node for t in tasks)
 
     poll(rescheduled, within=bound + 30, what="the tasks rescheduled elsewhere")
