@@ -530,6 +530,15 @@ class Executor:
             finished_at=unit.finished_at if unit else None,
         )
         slot.reported = status
+        if state in (TaskState.FAILED, TaskState.REJECTED):  # what an operator looks for
+            log.info(
+                "node %s: task %s %s: %s%s",
+                self.node_id,
+                slot.task_id,
+                state.value,
+                message or "no message",
+                f" ({error})" if error else "",
+            )
         await self._reporter.report(status)
 
     # --- helpers ------------------------------------------------------------------------
