@@ -80,8 +80,8 @@ async def service_logs(
     query = _query(tail, timestamps, follow)
     name = find_service(context.view, ref).spec.name
 
-    def tasks() -> list[Task]:
-        return [task for task in context.view.tasks.values() if task.service == name]
+    def tasks() -> list[Task]:  # the view's per-service index, not a walk of every task
+        return context.view.tasks_of(name)
 
     lines = control.many_task_lines(
         context.view,
