@@ -164,10 +164,10 @@ def test_http_request_reaches_the_task_on_its_node_address(cluster: Cluster) -> 
     assert body.strip() == cluster.inspect(container)["Config"]["Hostname"]
 
 
-@every_store
-def test_rolling_update_of_six_replicas_goes_in_three_batches(cluster: Cluster) -> None:
-    spec: dict[str, Any] = {
-        "name": "rolling",
+def six_replicas_updated_in_pairs(cluster: Cluster, name: str) -> dict[str, Any]:
+    """A 6-replica spec whose updates go 2 at a time, 1 s apart, each watched 0.5 s."""
+    return {
+        "name": name,
         "image": cluster.image,
         "init": True,
         "stop_grace_period": 2,
@@ -176,6 +176,11 @@ def test_rolling_update_of_six_replicas_goes_in_three_batches(cluster: Cluster) 
         "env": {"V": "1"},
         "update_config": {"parallelism": 2, "delay": 1.0, "monitor": 0.5},
     }
+
+
+@every_store
+def test_rolling_update_of_six_replicas_goes_in_three_batches(cluster: Cluster) -> None:
+    spec = six_replicas_updated_in_pairs(cluster, "rolling")
     cluster.call("POST", "/services", spec)
     cluster.running("rolling", 6, within=60)
 
@@ -344,16 +349,7 @@ def test_killed_agent_tasks_run_elsewhere_and_its_containers_go_when_it_returns(
 
 @fast_stores
 def test_new_leader_carries_on_a_rolling_update(cluster: Cluster) -> None:
-    spec: dict[str, Any] = {
-        "name": "handover",
-        "image": cluster.image,
-        "init": True,
-        "stop_grace_period": 2,
-        "replicas": 6,
-        "command": shell_until_sigterm(),
-        "env": {"V": "1"},
-        "update_config": {"parallelism": 2, "delay": 1.0, "monitor": 0.5},
-    }
+    spec = six_replicas_updated_in_pairs(cluster, "handover")
     cluster.call("POST", "/services", spec)
     cluster.running("handover", 6, within=60)
     leader = poll(cluster.leader, within=10, what="one leader")
