@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import subprocess
 import tempfile
@@ -35,6 +36,7 @@ from benchmarks._cluster import (
     DOCKER_HOST,
     Manager,
     agent,
+    cpu_seconds,
     docker_engine,
     floor,
     load_average,
@@ -304,6 +306,7 @@ def at_scale(
                 start_profiler(manager.child.pid, profile / f"manager-{store}.txt"),
                 start_profiler(fleet.pid, profile / f"fleet-{store}.txt"),
             ]
+        cpu0 = cpu_seconds(fleet.pid), cpu_seconds(manager.child.pid)
         t0 = time.monotonic()
         manager.post("/services", service_body(name, replicas))
         t1 = wait_for(
@@ -312,6 +315,7 @@ def at_scale(
             interval=0.2,
             what=f"{replicas} running",
         )
+        cpu1 = cpu_seconds(fleet.pid), cpu_seconds(manager.child.pid)
         for spy in spies:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
@@ -331,6 +335,8 @@ def at_scale(
             "rss_mb": rss,
             "services_p50": median(services),
             "tasks_p50": median(tasks),
+            "fleet_cpu_s": cpu1[0] - cpu0[0],
+            "manager_cpu_s": cpu1[1] - cpu0[1],
         }
     finally:
         if fleet is not None:
@@ -433,6 +439,11 @@ def main() -> None:
                 f"GET /tasks?service=&limit=500 p50 {r['page_p50'] * 1000:.0f} ms; "
                 f"{r['tasks']:.0f} tasks listed (replacements if more than {replicas}); "
                 f"load average {r['load']:.1f} at the end"
+            )
+            say(
+                f"  {store}: CPU seconds from the create call until all ran: hollow fleet "
+                f"{r['fleet_cpu_s']:.1f} s, manager {r['manager_cpu_s']:.1f} s "
+                f"(of {r['converge_s']:.1f} s wall on {os.cpu_count()} cores)"
             )
     print()
     print("\n".join(lines))
