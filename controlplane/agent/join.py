@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from controlplane.agent.identity import Identity, load_identity, node_file, save_identity
+from controlplane.tls import TlsError, client_context, client_files_from_env, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +113,17 @@ async def join_cluster(
     if request.labels:  # only then: a manager older than labels-on-join refuses the field
         body["labels"] = dict(request.labels)
     try:
-        async with httpx.AsyncClient(timeout=http_timeout, transport=transport) as client:
+        verify = client_context(client_files_from_env()) if base.startswith("https://") else True
+    except TlsError as exc:
+        raise JoinError(str(exc)) from None
+    try:
+        async with httpx.AsyncClient(
+            timeout=http_timeout, transport=transport, verify=verify
+        ) as client:
             response = await client.post(f"{base}/swarm/join", json=body)
     except httpx.HTTPError as exc:
-        raise JoinError(
-            f"cannot reach the manager at {base}: {exc or type(exc).__name__}"
-        ) from None
+        reason = describe_failure(exc) or str(exc) or type(exc).__name__
+        raise JoinError(f"cannot reach the manager at {base}: {reason}") from None
     if response.status_code == 200:
         try:
             return JoinGrant.model_validate_json(response.content)

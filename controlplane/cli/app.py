@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from controlplane.cli import agent, manager, node, service, stack, swarm, up
-from controlplane.cli.client import root_host
+from controlplane.cli.client import root_host, root_tls
+from controlplane.tls import TlsFiles
 from controlplane.version import __version__
 
 app = typer.Typer(
@@ -37,11 +38,29 @@ def root(
         help="The manager to talk to, for any command (as `docker -H`); "
         "a command's own --host wins.",
     ),
+    tlscacert: str | None = typer.Option(
+        None,
+        "--tlscacert",
+        metavar="FILE",
+        help="Trust an https:// manager signed by this CA [env: SHOAL_TLS_CACERT].",
+    ),
+    tlscert: str | None = typer.Option(
+        None,
+        "--tlscert",
+        metavar="FILE",
+        help="Client certificate, for a manager that asks for one [env: SHOAL_TLS_CERT].",
+    ),
+    tlskey: str | None = typer.Option(
+        None, "--tlskey", metavar="FILE", help="The key of --tlscert [env: SHOAL_TLS_KEY]."
+    ),
 ) -> None:
     """shoal: run Docker on many hosts as one cluster."""
     if host:
         token = root_host.set(host)
         context.call_on_close(lambda: root_host.reset(token))
+    if tlscacert or tlscert or tlskey:
+        files = root_tls.set(TlsFiles(cert=tlscert, key=tlskey, cacert=tlscacert))
+        context.call_on_close(lambda: root_tls.reset(files))
 
 
 app.command("agent")(agent.agent)

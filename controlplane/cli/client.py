@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import ssl
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,6 +27,13 @@ import httpx
 import typer
 
 from controlplane.cli.config import ConfigError, config_path, load_config
+from controlplane.tls import (
+    TlsError,
+    TlsFiles,
+    client_context,
+    client_files_from_env,
+    describe_failure,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -100,6 +108,19 @@ def resolve_target(host: str | None) -> Target:
 
 #: `shoal --host URL COMMAND`'s URL while COMMAND runs (set by the root command).
 root_host: ContextVar[str | None] = ContextVar("root_host", default=None)
+#: `shoal --tlscacert/--tlscert/--tlskey ... COMMAND`'s files (each else `SHOAL_TLS_*`).
+root_tls: ContextVar[TlsFiles | None] = ContextVar("root_tls", default=None)
+
+
+def tls_verify(host: str) -> ssl.SSLContext | bool:
+    """What an `https://` manager is checked with (`True`: httpx's default, for plain
+    http); a `CliError` (usage) naming the option when a TLS file cannot be used."""
+    if not host.startswith("https://"):
+        return True
+    try:
+        return client_context(client_files_from_env(root_tls.get()))
+    except TlsError as exc:
+        raise CliError(str(exc), exit_code=2) from None
 
 
 def _given_host(host: str | None) -> str | None:
@@ -128,6 +149,7 @@ class ManagerClient:
         hooks = {"response": [_log_response]} if debug else {}
         self._http = httpx.Client(
             base_url=target.host,
+            verify=tls_verify(target.host),
             headers=headers,
             timeout=timeout,
             transport=transport,
@@ -200,6 +222,9 @@ class ManagerClient:
             return CliError(
                 f"the manager at {self.target.host} did not answer within {self.timeout:g} s"
             )
+        tls_failure = describe_failure(exc)
+        if tls_failure is not None:
+            return CliError(f"cannot talk to the manager at {self.target.host}: {tls_failure}")
         return CliError(
             f"cannot reach the manager at {self.target.host}: {_reason(exc)}; "
             "is `shoal manager` running?"

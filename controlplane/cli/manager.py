@@ -85,7 +85,23 @@ def manager(
         envvar="SHOAL_DOCKER_API",
         metavar="HOST:PORT",
         help="Also serve the Docker Engine API here (e.g. 127.0.0.1:2375), for the docker "
-        "CLI: docker -H tcp://HOST:PORT ps. No TLS and no token: keep it on loopback.",
+        "CLI: docker -H tcp://HOST:PORT ps. It has no token: keep it on loopback, or give "
+        "--tlscert, --tlskey and --tlscacert (docker --tlsverify).",
+    ),
+    tlscert: str | None = typer.Option(
+        None,
+        "--tlscert",
+        metavar="FILE",
+        help="Serve the API (and --docker-api) over HTTPS with this PEM certificate.",
+    ),
+    tlskey: str | None = typer.Option(
+        None, "--tlskey", metavar="FILE", help="The PEM key of --tlscert."
+    ),
+    tlscacert: str | None = typer.Option(
+        None,
+        "--tlscacert",
+        metavar="FILE",
+        help="Require client certificates signed by this CA (as dockerd --tlsverify).",
     ),
     log_level: str = typer.Option(
         "info", "--log-level", envvar="SHOAL_LOG_LEVEL", help="debug, info, warning or error."
@@ -94,6 +110,7 @@ def manager(
     """Run a manager in the foreground."""
     from controlplane.manager.config import ConfigError, ListenAddress, ManagerConfig
     from controlplane.manager.process import Manager, ManagerFailed
+    from controlplane.tls import TlsFiles
 
     level = parse_log_level(log_level)
     try:
@@ -111,11 +128,16 @@ def manager(
         lease_ttl=lease_ttl,
         manager_id=manager_id,
         docker_api=docker_api,
+        tls=TlsFiles(cert=tlscert, key=tlskey, cacert=tlscacert),
     )
     try:
         config.docker_api_address()
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--docker-api") from None
+    try:
+        config.tls_context()
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
     try:
         with logging_to_stderr(level):
             asyncio.run(

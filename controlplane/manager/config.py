@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
+
+from controlplane.tls import TlsError, TlsFiles, server_context
 
 DEFAULT_LISTEN = "127.0.0.1:2377"
 DEFAULT_LEASE_TTL = 10.0
@@ -41,6 +44,14 @@ class ManagerConfig:
     lease_ttl: float = DEFAULT_LEASE_TTL
     manager_id: str | None = None  # None: a fresh id per process
     docker_api: str | None = None  # HOST:PORT of the Docker Engine API; None: not served
+    tls: TlsFiles = field(default_factory=TlsFiles)  # --tlscert/--tlskey[/--tlscacert]
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """Both listeners' TLS (None: plain HTTP); `ConfigError` naming the option."""
+        try:
+            return server_context(self.tls)
+        except TlsError as exc:
+            raise ConfigError(str(exc)) from None
 
     def docker_api_address(self) -> ListenAddress | None:
         """Where `--docker-api` listens; `ConfigError` naming the option when malformed."""
@@ -60,4 +71,5 @@ class ManagerConfig:
             host = socket.getfqdn()
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{bound_port}"
+        scheme = "https" if self.tls.cert else "http"
+        return f"{scheme}://{host}:{bound_port}"

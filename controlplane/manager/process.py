@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -72,6 +73,7 @@ class Manager:
         self.leader_loop: LeaderLoop | None = None
         self.mirror: ClusterMirror | None = None
         self._docker_sock: socket.socket | None = None  # --docker-api, bound by run()
+        self._tls: ssl.SSLContext | None = None  # both listeners', when given
 
     @property
     def is_leader(self) -> bool:
@@ -89,6 +91,7 @@ class Manager:
 
     async def run(self) -> None:
         """Serve until `stop()`; raises `ManagerFailed` if a part of it fails first."""
+        self._tls = self.config.tls_context()  # bad TLS files: an error before listening
         store = self._store or await open_store(self.config.discovery)
         sock = bind(self.config.listen)
         try:
@@ -126,7 +129,7 @@ class Manager:
             is_leader=lambda: self.is_leader,
             metrics=self.metrics,
         )
-        server = make_server(create_app(context))
+        server = make_server(create_app(context), tls=self._tls)
         loops = {
             asyncio.create_task(registration.run(), name="registration"),
             asyncio.create_task(self.leader_loop.run(), name="leader loop"),
@@ -134,14 +137,20 @@ class Manager:
         }
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="api server")
         if self._docker_sock is not None:  # the Docker Engine API, on its own listener
-            docker_server = make_server(create_docker_app(context))
+            docker_server = make_server(create_docker_app(context), tls=self._tls)
             loops.add(
                 asyncio.create_task(
                     docker_server.serve(sockets=[self._docker_sock]), name="Docker API server"
                 )
             )
             host, port = self._docker_sock.getsockname()[:2]
-            log.info("manager %s serves the Docker API at tcp://%s:%d", self.id, host, port)
+            log.info(
+                "manager %s serves the Docker API at tcp://%s:%d%s",
+                self.id,
+                host,
+                port,
+                " (TLS)" if self._tls else "",
+            )
         stopping = asyncio.create_task(self._stopping.wait(), name="stop requested")
         try:
             await self._announce(server, registration, parts={*loops, serving})

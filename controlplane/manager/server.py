@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 from collections.abc import Iterator
 
 import uvicorn
@@ -47,7 +48,9 @@ def bind(listen: ListenAddress) -> socket.socket:
     return sock
 
 
-def make_server(app: FastAPI) -> ApiServer:
+def make_server(app: FastAPI, *, tls: ssl.SSLContext | None = None) -> ApiServer:
+    """An `ApiServer` for `app`, serving HTTPS with `tls` when given (the context is
+    built, and its files checked, before anything listens)."""
     config = uvicorn.Config(
         app,
         lifespan="off",
@@ -55,4 +58,7 @@ def make_server(app: FastAPI) -> ApiServer:
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+    if tls is not None:
+        config.load()  # uvicorn builds its own context from files; use the checked one
+        config.ssl = tls
     return ApiServer(config)
