@@ -4,6 +4,9 @@
 its status carrying the scheduler's explanation) until the leader places it, moving it
 to `tasks/<node-id>/<task-id>` in one transaction under the same id. `routes/<service>`
 (leader-written, fenced) is the routing mesh's table of a service's running endpoints.
+`ports/<protocol>/<number>` (written by any manager, with the service record in one
+transaction) claims an ingress-published port for one service (see
+`controlplane.api.control.ports`).
 
 Every key is relative to the cluster prefix (the path of the discovery URL); the store
 backend adds the prefix. The table in docs/DESIGN.md lists who writes each key and for
@@ -22,6 +25,7 @@ TASKS = "tasks/"
 STATUS = "status/"
 PENDING = "pending/"
 ROUTES = "routes/"
+PORTS = "ports/"
 
 
 def manager(manager_id: str) -> str:
@@ -62,6 +66,11 @@ def route(service_name: str) -> str:
     """The routing mesh's table for one service (leader-written): published port ->
     running endpoints. Agents watch `routes/` to forward ingress ports."""
     return f"{ROUTES}{service_name}"
+
+
+def port(protocol: str, number: int) -> str:
+    """The claim on an ingress-published port: `ports/tcp/30000` names its service."""
+    return f"{PORTS}{protocol}/{number}"
 
 
 def last_segment(key: str) -> str:

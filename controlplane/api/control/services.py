@@ -13,20 +13,30 @@ exactly that in one transaction, so a stack with one bad service writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from pydantic import ValidationError
 
 from controlplane import keys
 from controlplane.api.control import writes
 from controlplane.api.control.errors import Ambiguous, Conflict, Invalid, NotFound
 from controlplane.api.control.ids import new_id
-from controlplane.api.control.ports import with_published_ports
+from controlplane.api.control.ports import (
+    PortTaken,
+    Written,
+    assign_published_ports,
+    claim_ops,
+    ingress_claims,
+    read_claims,
+    read_ports,
+)
 from controlplane.api.control.validation import validate_spec
 from controlplane.api.control.view import ClusterView
 from controlplane.models import ServiceMode, ServiceSpec, TaskState
 from controlplane.models.service import SERVICE_NAME, ServiceRecord
 from controlplane.models.task import DesiredState
-from discovery import Compare, Put, Store
+from discovery import Compare, Delete, Op, Put, Store
 
 KIND = "service"
 
@@ -100,14 +110,41 @@ def _name_of(view: ClusterView, ref: str) -> str:
 async def create_service(
     store: Store, spec: ServiceSpec, *, now: float
 ) -> tuple[ServiceRecord, int]:
-    """Write a new service; `Conflict` when the name is taken."""
+    """Write a new service, claiming its ingress ports in the same transaction.
+
+    `Conflict` when the name is taken; `PortTaken` (a `Conflict`) when a published port
+    is another service's, also one that won a race for it a moment ago.
+    """
     validate_spec(spec)
-    (spec,) = await with_published_ports(store, [spec])
-    record = ServiceRecord(id=new_id(), spec=spec, created=now, updated=now)
-    revision = await writes.create(store, keys.service(spec.name), record)
-    if revision is None:
-        raise Conflict(f"a service named {spec.name!r} already exists")
-    return record, revision
+    key = keys.service(spec.name)
+    if not spec.ports:
+        record = ServiceRecord(id=new_id(), spec=spec, created=now, updated=now)
+        revision = await writes.create(store, key, record)
+        if revision is None:
+            raise _exists(spec.name)
+        return record, revision
+    for attempt in range(writes.ATTEMPTS):
+        read = await read_ports(store)
+        if spec.name in read.services:
+            raise _exists(spec.name)
+        (assigned,) = assign_published_ports([spec], read.specs(), attempt=attempt)
+        record = ServiceRecord(id=new_id(), spec=assigned, created=now, updated=now)
+        compares, ops = claim_ops(read.claims, [Written(record.id, assigned, None)])
+        result = await store.txn([Compare(key, 0), *compares], [Put(key, record.dump()), *ops])
+        if result.succeeded:
+            return record, result.revision
+        if result.found.get(key, 0):
+            raise _exists(spec.name)
+        # a port was claimed meanwhile: read again (an explicit port is then a 409
+        # naming its holder, an automatic one is picked again)
+    raise PortTaken(
+        f"the published ports of service {spec.name!r} were claimed by others "
+        f"{writes.ATTEMPTS} times in a row; try again"
+    )
+
+
+def _exists(name: str) -> Conflict:
+    return Conflict(f"a service named {name!r} already exists")
 
 
 async def update_service(
@@ -122,9 +159,8 @@ async def update_service(
     """Replace the spec (a new version; the old one is kept for rollback)."""
     validate_spec(spec)
     name = _name_of(view, ref)
-    (spec,) = await with_published_ports(store, [spec])
 
-    def change(record: ServiceRecord) -> ServiceRecord:
+    def new_spec(record: ServiceRecord) -> ServiceSpec:
         if expected_version is not None and expected_version != record.spec_version:
             raise Conflict(
                 f"service {name!r} is at version {record.spec_version}, not "
@@ -138,11 +174,46 @@ async def update_service(
                 f"service {name!r} is {record.spec.mode}; the mode cannot change "
                 "(remove the service and create it again)",
             )
-        return next_version(record, spec, now=now)
+        return spec
 
-    return await writes.modify(
-        store, keys.service(name), model=ServiceRecord, change=change, kind=KIND, ref=ref
-    )
+    return await _rewrite(store, name, ref, new_spec, now=now)
+
+
+async def _rewrite(
+    store: Store,
+    name: str,
+    ref: str,
+    new_spec: Callable[[ServiceRecord], ServiceSpec],
+    *,
+    now: float,
+    force: bool = False,
+) -> tuple[ServiceRecord, int]:
+    """Replace the service's spec with `new_spec(current)` (which may refuse), its ports
+    assigned and claimed in the same compare-and-swap; a lost race is retried from a
+    fresh read. Nothing is written when the spec is the same (unless `force`)."""
+    key = keys.service(name)
+    for attempt in range(writes.ATTEMPTS):
+        kv = await store.get(key)
+        if kv is None:
+            raise NotFound(KIND, ref)
+        current = ServiceRecord.load(kv.value)
+        spec = new_spec(current)
+        compares: list[Compare] = []
+        ops: list[Op] = []
+        if spec.ports or current.spec.ports:
+            read = await read_ports(store)
+            stored = {**read.specs(), name: current.spec}
+            (spec,) = assign_published_ports([spec], stored, attempt=attempt)
+            compares, ops = claim_ops(read.claims, [Written(current.id, spec, current.spec)])
+        updated = next_version(current, spec, now=now, force=force)
+        if updated is current:  # nothing to change: no write, no event
+            return current, kv.mod_revision
+        result = await store.txn(
+            [Compare(key, kv.mod_revision), *compares], [Put(key, updated.dump()), *ops]
+        )
+        if result.succeeded:
+            return updated, result.revision
+    raise Conflict(f"{KIND} {ref!r} is being changed by others; try again")
 
 
 async def scale_service(
@@ -163,31 +234,46 @@ async def scale_service(
 async def rollback_service(
     store: Store, view: ClusterView, ref: str, *, now: float
 ) -> tuple[ServiceRecord, int]:
-    """Swap in the previous spec, as a new version (so rolling back twice rolls forward)."""
+    """Swap in the previous spec, as a new version (so rolling back twice rolls forward).
+
+    Its published ports are claimed again: one another service took meanwhile is a 409.
+    """
     name = _name_of(view, ref)
 
-    def change(record: ServiceRecord) -> ServiceRecord:
+    def new_spec(record: ServiceRecord) -> ServiceSpec:
         if record.previous_spec is None:
             raise Conflict(f"service {name!r} has no previous spec to roll back to")
-        return next_version(record, record.previous_spec, now=now, force=True)
+        return record.previous_spec
 
-    return await writes.modify(
-        store, keys.service(name), model=ServiceRecord, change=change, kind=KIND, ref=ref
-    )
+    return await _rewrite(store, name, ref, new_spec, now=now, force=True)
 
 
 async def remove_service(store: Store, view: ClusterView, ref: str) -> int:
-    """Delete the service record; the leader then shuts down and removes its tasks."""
+    """Delete the service record and its port claims; the leader then shuts down and
+    removes its tasks."""
     name = _name_of(view, ref)
     key = keys.service(name)
     for _ in range(writes.ATTEMPTS):
         kv = await store.get(key)
         if kv is None:
             raise NotFound(KIND, ref)
-        revision = await writes.delete_if_unchanged(store, key, mod_revision=kv.mod_revision)
-        if revision is not None:
-            return revision
+        ops: list[Op] = [Delete(key), *await _releases(store, kv.value)]
+        result = await store.txn([Compare(key, kv.mod_revision)], ops)
+        if result.succeeded:
+            return result.revision
     raise Conflict(f"service {ref!r} is being changed by others; try again")
+
+
+async def _releases(store: Store, value: bytes) -> list[Op]:
+    """The deletes of the port claims held by the service stored as `value`."""
+    try:
+        record = ServiceRecord.load(value)
+    except (ValidationError, ValueError):
+        return []
+    if not ingress_claims(record.spec):
+        return []
+    _, ops = claim_ops(await read_claims(store), [Written(record.id, None, record.spec)])
+    return ops
 
 
 async def deploy_services(
@@ -205,31 +291,36 @@ async def deploy_services(
             raise Invalid(("body", index, "name"), f"service {name!r} appears twice")
     for index, spec in enumerate(specs):
         validate_spec(spec, loc=("body", index))
-    specs = await with_published_ports(store, specs)
-    for _ in range(writes.ATTEMPTS):
+    for attempt in range(writes.ATTEMPTS):
+        read = await read_ports(store)
+        published = assign_published_ports(specs, read.specs(), attempt=attempt)
         compares: list[Compare] = []
-        puts: list[Put] = []
+        ops: list[Op] = []
+        written: list[Written] = []
         records: list[ServiceRecord] = []
-        for index, spec in enumerate(specs):
+        for index, spec in enumerate(published):
             key = keys.service(spec.name)
-            kv = await store.get(key)
-            if kv is None:
+            found = read.services.get(spec.name)
+            if found is None:
                 record = ServiceRecord(id=new_id(), spec=spec, created=now, updated=now)
                 compares.append(Compare(key, 0))
-                puts.append(Put(key, record.dump()))
+                ops.append(Put(key, record.dump()))
+                written.append(Written(record.id, spec, None))
             else:
-                current = ServiceRecord.load(kv.value)
+                current, revision = found
                 if spec.mode is not current.spec.mode:
                     raise Invalid(
                         ("body", index, "mode"),
                         f"service {spec.name!r} is {current.spec.mode}; the mode cannot change",
                     )
                 record = next_version(current, spec, now=now)
-                compares.append(Compare(key, kv.mod_revision))
+                compares.append(Compare(key, revision))
                 if record is not current:
-                    puts.append(Put(key, record.dump()))
+                    ops.append(Put(key, record.dump()))
+                    written.append(Written(record.id, spec, current.spec))
             records.append(record)
-        result = await store.txn(compares, puts)
+        claim_compares, claim_writes = claim_ops(read.claims, written)
+        result = await store.txn([*compares, *claim_compares], [*ops, *claim_writes])
         if result.succeeded:
             return records, result.revision
     raise Conflict("the services are being changed by others; try again")

@@ -7,7 +7,9 @@ created, updated or (with `prune`) removed in *one* transaction, each guarded by
 revision its decision was read at, so a deploy racing another change writes nothing
 and says so (409). One transaction holds at most the store's `max_txn_ops` compares and
 operations (Consul 64, etcd 128, the file store 4096), and a deploy costs two per
-service written or removed and one per unchanged service. A stack that does not fit is
+service written or removed, one per unchanged service, and the port claims that move
+(two per ingress port newly claimed, one per port released, one per new host-mode
+port: see `ports`), all in the same transaction. A stack that does not fit is
 refused with a 422 before anything is written, rather than split: a split deploy is not
 atomic, and half a stack (a new web tier pointing at a database not yet updated) is
 the state a user must never be left in. The message says how many items it needed.
@@ -27,7 +29,12 @@ from controlplane import keys
 from controlplane.api.control import writes
 from controlplane.api.control.errors import Conflict, Invalid, NotFound
 from controlplane.api.control.ids import new_id
-from controlplane.api.control.ports import assign_published_ports
+from controlplane.api.control.ports import (
+    Written,
+    assign_published_ports,
+    claim_ops,
+    read_ports,
+)
 from controlplane.api.control.services import ServiceState, list_services, next_version
 from controlplane.api.control.tasks import ObservedTask, TaskFilter, list_tasks
 from controlplane.api.control.validation import validate_spec
@@ -108,23 +115,26 @@ async def deploy_stack(
 ) -> Deployed:
     """Create, update and (with `prune`) remove the stack's services in one transaction."""
     wanted = check_specs(name, specs)
-    for _ in range(writes.ATTEMPTS):
-        listing = await store.list(keys.SERVICES)
-        current: dict[str, tuple[ServiceRecord, int]] = {}
-        for kv in listing.items:
-            record = ServiceRecord.load(kv.value)
-            current[record.spec.name] = (record, kv.mod_revision)
+    names = {spec.name for spec in wanted}
+    for attempt in range(writes.ATTEMPTS):
+        read = await read_ports(store)
+        current = read.services
         # Published ports as `POST /services` gives them (auto-assigned, never claimed
         # twice), against the same listing; services that prune removes free theirs.
-        names = {spec.name for spec in wanted}
+        doomed = {
+            service: found
+            for service, found in current.items()
+            if prune and found[0].spec.stack == name and service not in names
+        }
         stored = {
             service: record.spec
             for service, (record, _) in current.items()
-            if not (prune and record.spec.stack == name and service not in names)
+            if service not in doomed
         }
-        published = assign_published_ports(wanted, stored)
+        published = assign_published_ports(wanted, stored, attempt=attempt)
         compares: list[Compare] = []
         ops: list[Op] = []
+        written: list[Written] = []
         out = Deployed([], [], [], [], [], 0)
         for index, spec in enumerate(published):
             key = keys.service(spec.name)
@@ -133,6 +143,7 @@ async def deploy_stack(
                 record = ServiceRecord(id=new_id(), spec=spec, created=now, updated=now)
                 compares.append(Compare(key, 0))
                 ops.append(Put(key, record.dump()))
+                written.append(Written(record.id, spec, None))
                 out.created.append(spec.name)
             else:
                 existing, revision = found
@@ -153,14 +164,17 @@ async def deploy_stack(
                     out.unchanged.append(spec.name)
                 else:
                     ops.append(Put(key, record.dump()))
+                    written.append(Written(record.id, spec, existing.spec))
                     out.updated.append(spec.name)
             out.records.append(record)
-        if prune:
-            for service, (record, revision) in sorted(current.items()):
-                if record.spec.stack == name and service not in names:
-                    compares.append(Compare(keys.service(service), revision))
-                    ops.append(Delete(keys.service(service)))
-                    out.removed.append(service)
+        for service, (record, revision) in sorted(doomed.items()):
+            compares.append(Compare(keys.service(service), revision))
+            ops.append(Delete(keys.service(service)))
+            written.append(Written(record.id, None, record.spec))
+            out.removed.append(service)
+        claim_compares, claim_writes = claim_ops(read.claims, written)
+        compares += claim_compares
+        ops += claim_writes
         size = len(compares) + len(ops)
         if size > store.max_txn_ops:
             raise Invalid(
@@ -183,33 +197,54 @@ async def deploy_stack(
     raise Conflict(f"the services of stack {name!r} are being changed by others; try again")
 
 
+@dataclass(frozen=True, slots=True)
+class _Removal:
+    """One service's removal: its guard, its delete and its claims' deletes."""
+
+    service: str
+    compare: Compare
+    ops: list[Op]
+
+
 async def remove_stack(store: Store, name: str) -> tuple[list[str], int]:
-    """Delete every service of the stack; the names removed and the last revision."""
-    listing = await store.list(keys.SERVICES)
-    doomed: list[tuple[str, int]] = []
-    for kv in listing.items:
-        record = ServiceRecord.load(kv.value)
+    """Delete every service of the stack, each with its port claims; the names removed
+    and the last revision."""
+    read = await read_ports(store)
+    removals: list[_Removal] = []
+    for service, (record, revision) in read.services.items():
         if record.spec.stack == name:
-            doomed.append((record.spec.name, kv.mod_revision))
-    if not doomed:
+            key = keys.service(service)
+            _, releases = claim_ops(read.claims, [Written(record.id, None, record.spec)])
+            removals.append(_Removal(service, Compare(key, revision), [Delete(key), *releases]))
+    if not removals:
         raise NotFound(KIND, name)
     removed: list[str] = []
     revision = 0
-    step = max(1, store.max_txn_ops // 2)
-    for start in range(0, len(doomed), step):
-        chunk = doomed[start : start + step]
-        compares = [Compare(keys.service(service), rev) for service, rev in chunk]
-        ops: list[Op] = [Delete(keys.service(service)) for service, _ in chunk]
-        result = await store.txn(compares, ops)
+    for chunk in _chunks(removals, store.max_txn_ops):
+        result = await store.txn([r.compare for r in chunk], [op for r in chunk for op in r.ops])
         if result.succeeded:
-            removed.extend(service for service, _ in chunk)
+            removed.extend(r.service for r in chunk)
             revision = result.revision
             continue
-        for service, rev in chunk:  # one changed meanwhile: the others one by one
-            done = await writes.delete_if_unchanged(store, keys.service(service), mod_revision=rev)
-            if done is not None:
-                removed.append(service)
-                revision = max(revision, done)
+        for one in chunk:  # one changed meanwhile: the others one by one
+            alone = await store.txn([one.compare], one.ops)
+            if alone.succeeded:
+                removed.append(one.service)
+                revision = max(revision, alone.revision)
     if not removed:
         raise Conflict(f"the services of stack {name!r} changed meanwhile; try again")
     return removed, revision
+
+
+def _chunks(removals: Sequence[_Removal], limit: int) -> list[list[_Removal]]:
+    """`removals` in order, packed into transactions of at most `limit` items each."""
+    chunks: list[list[_Removal]] = []
+    size = limit
+    for removal in removals:
+        cost = 1 + len(removal.ops)
+        if size + cost > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(removal)
+        size += cost
+    return chunks
