@@ -23,8 +23,12 @@ reported failed. Units without this cluster's label are never touched.
 
 Work on one task is serialised by a worker per task that acts on the task's *latest*
 state (a burst of changes costs one pass), while different tasks proceed concurrently
-up to `concurrency` at once. An observation taken while its task's worker was acting
-may be stale; it is dropped and the unit observed again once the action is done.
+up to `concurrency` at once. A listing is only as fresh as the moment it was asked
+for: each carries the generation (count of finished runtime actions) its task had
+then, and it is dropped, and the unit observed again, if the task's worker acted since,
+whether it arrives during the action, after it, or just before it and is read after.
+A unit is declared gone only when two listings asked after the last action lack it,
+the second asked once the worker had read the first.
 """
 
 from __future__ import annotations
@@ -89,6 +93,24 @@ def _progress(status: TaskStatus | None) -> int:
     return _PROGRESS.get(status.state, len(_PROGRESS))
 
 
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """A listing of the runtime as it was asked for: its number, and every slot's
+    generation at that moment (the listing says nothing about later actions)."""
+
+    number: int
+    generations: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Sighting:
+    """What one listing said about a task's unit; None: the listing had no unit for it."""
+
+    unit: Observed | None
+    generation: int  # the slot's generation when the listing was asked
+    listing: int  # the listing's number
+
+
 @dataclass(eq=False)
 class _Slot:
     """What the executor knows about one task id, and its worker."""
@@ -96,8 +118,8 @@ class _Slot:
     task_id: str
     task: Task | None = None  # None: the key is gone (or never existed): remove the unit
     reported: TaskStatus | None = None  # the last status written (or found at start)
-    observed: Observed | None = None  # a fresh observation of its unit, not yet acted on
-    missing: bool = False  # the runtime had no unit for it when last observed
+    sighting: _Sighting | None = None  # the latest listing's word, not yet acted on
+    absent: _Sighting | None = None  # a listing without its unit, awaiting a second one
     dirty: bool = False
     busy: bool = False  # a runtime action is in progress
     generation: int = 0  # counts finished runtime actions
@@ -136,6 +158,7 @@ class Executor:
         self._workers: set[asyncio.Task[None]] = set()
         self._changed: set[str] = set()
         self._changed_event = asyncio.Event()
+        self._listings = 0  # listings of the runtime asked for so far
         self.ready = asyncio.Event()  # set once the first listing and resync are done
         # Workers wait for the statuses of the listed tasks: a worker that ran before
         # would take a running task for a new one and report it preparing again.
@@ -303,7 +326,7 @@ class Executor:
         self._changed_event.set()
 
     async def _observe(self, task_ids: set[str]) -> None:
-        generations = {tid: slot.generation for tid, slot in self._slots.items()}
+        asked = self._ask()
         units = await self._units()
         if units is None:  # the runtime did not answer: ask again shortly
             await asyncio.sleep(1.0)
@@ -315,24 +338,30 @@ class Executor:
             slot = self._slots.get(task_id)
             if slot is None:
                 if unit is not None:
-                    self._adopt_stray(unit)
+                    self._adopt_stray(unit, asked)
                 continue
-            self._deliver(slot, unit, generations)
+            self._deliver(slot, unit, asked)
 
     async def _resync(self) -> None:
-        generations = {tid: slot.generation for tid, slot in self._slots.items()}
+        asked = self._ask()
         units = await self._units()
         if units is None:
             return
         for task_id, unit in units.items():
             slot = self._slots.get(task_id)
             if slot is None:
-                self._adopt_stray(unit)
+                self._adopt_stray(unit, asked)
             else:
-                self._deliver(slot, unit, generations)
+                self._deliver(slot, unit, asked)
         for task_id, slot in list(self._slots.items()):
             if task_id not in units:
-                self._deliver(slot, None, generations)
+                self._deliver(slot, None, asked)
+
+    def _ask(self) -> _Asked:
+        """Number a listing about to be asked for, and note every slot's generation."""
+        self._listings += 1
+        generations = {tid: slot.generation for tid, slot in self._slots.items()}
+        return _Asked(self._listings, generations)
 
     async def _units(self) -> dict[str, Observed] | None:
         """This cluster's units on this node, by task id; None if the runtime failed."""
@@ -343,7 +372,9 @@ class Executor:
             return None
         return {unit.task_id: unit for unit in observed if unit.cluster_id == self.cluster_id}
 
-    def _adopt_stray(self, unit: Observed) -> None:
+    def _adopt_stray(self, unit: Observed, asked: _Asked) -> None:
+        if unit.task_id in asked.generations:
+            return  # its slot was removed since the listing was asked: the unit went with it
         log.info(
             "node %s: unit %s of task %s has no task any more; removing it",
             self.node_id,
@@ -353,15 +384,17 @@ class Executor:
         slot = self._slots[unit.task_id] = _Slot(unit.task_id)
         self._mark(slot)
 
-    def _deliver(self, slot: _Slot, unit: Observed | None, generations: dict[str, int]) -> None:
+    def _deliver(self, slot: _Slot, unit: Observed | None, asked: _Asked) -> None:
         if slot.busy:
             slot.recheck = True  # taken while it was acting: look again once it is done
             return
-        if generations.get(slot.task_id) != slot.generation:
+        generation = asked.generations.get(slot.task_id)
+        if generation != slot.generation:  # asked before an action that has finished since
             self._want_observe(slot.task_id)
             return
-        slot.observed = unit
-        slot.missing = unit is None
+        if slot.sighting is not None and slot.sighting.listing > asked.number:
+            return  # a later listing's word is already waiting
+        slot.sighting = _Sighting(unit, generation, asked.number)
         self._mark(slot)
 
     # --- the per-task workers -----------------------------------------------------------
@@ -389,8 +422,8 @@ class Executor:
 
     async def _step(self, slot: _Slot) -> None:
         task = slot.task
-        unit, slot.observed = slot.observed, None
-        missing, slot.missing = slot.missing, False
+        sighting = self._take_sighting(slot)
+        unit = sighting.unit if sighting is not None else None
         if task is None:
             await self._remove(slot)
         elif unit is not None and unit.needs_stop:
@@ -398,11 +431,42 @@ class Executor:
         elif task.desired_state is DesiredState.SHUTDOWN:
             await self._shut_down(slot, task)
         else:
-            await self._keep_running(slot, task, unit, missing=missing)
+            await self._keep_running(slot, task, sighting)
 
-    async def _keep_running(
-        self, slot: _Slot, task: Task, unit: Observed | None, *, missing: bool
-    ) -> None:
+    def _take_sighting(self, slot: _Slot) -> _Sighting | None:
+        """The listing's word delivered since the last step, if it still holds.
+
+        It was current when delivered, but the worker may have acted since (a sighting
+        delivered while the worker awaited a report, just before it started the unit):
+        then it is dropped and the unit observed again.
+        """
+        sighting, slot.sighting = slot.sighting, None
+        if sighting is None:
+            return None
+        if sighting.generation != slot.generation:
+            self._want_observe(slot.task_id)
+            return None
+        if sighting.unit is not None:
+            slot.absent = None
+        return sighting
+
+    def _gone(self, slot: _Slot, sighting: _Sighting) -> bool:
+        """True once a second listing, asked after the first was read, lacks the unit too.
+
+        Both were asked after the worker's last action (their generation is current).
+        The first absence asks for the second listing.
+        """
+        first = slot.absent
+        if first is not None and first.generation == sighting.generation:
+            if sighting.listing > first.listing:
+                return True
+        else:
+            slot.absent = _Sighting(None, sighting.generation, self._listings)
+        self._want_observe(slot.task_id)  # (again, if this one was older than asked for)
+        return False
+
+    async def _keep_running(self, slot: _Slot, task: Task, sighting: _Sighting | None) -> None:
+        unit = sighting.unit if sighting is not None else None
         reported = slot.reported
         if reported is not None and reported.state.terminal:
             return  # final: never restarted here
@@ -411,7 +475,7 @@ class Executor:
             return
         # no unit, or one that never finished starting (an agent killed mid-start): ensure
         if unit is None and reported is not None and reported.state is TaskState.RUNNING:
-            if missing:
+            if sighting is not None and self._gone(slot, sighting):
                 await self._report(
                     slot,
                     TaskState.FAILED,
