@@ -1,4 +1,4 @@
-"""A store whose first few service writes wait for each other: the race two managers run
+"""Stores whose first few service writes wait for each other: the race two managers run
 when requests reach them at the same instant, made certain rather than likely."""
 
 from __future__ import annotations
@@ -15,27 +15,34 @@ WAIT = 10.0
 
 
 class ServiceWriteBarrier:
-    """Replaces `store.txn`: the first `parties` transactions that write a service are
-    held until all of them have been asked for, so every writer decided from the same
-    reads; every later transaction passes straight through."""
+    """Holds the first `parties` transactions that write a service, through any of the
+    stores it wraps, until all of them have been asked for, so that every writer decided
+    from the same reads; every later transaction passes straight through."""
 
-    def __init__(self, store: Store, parties: int) -> None:
-        self._txn = store.txn
+    def __init__(self, parties: int) -> None:
         self._barrier = asyncio.Barrier(parties)
         self._left = parties
         self.held = 0
 
-    async def __call__(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
-        if self._left > 0 and any(op.key.startswith(keys.SERVICES) for op in ops):
-            self._left -= 1
-            self.held += 1
-            await asyncio.wait_for(self._barrier.wait(), WAIT)
-        return await self._txn(compares, ops)
+    def wrap(self, store: Store) -> None:
+        txn = store.txn
+
+        async def held_txn(compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
+            if self._left > 0 and any(op.key.startswith(keys.SERVICES) for op in ops):
+                self._left -= 1
+                self.held += 1
+                await asyncio.wait_for(self._barrier.wait(), WAIT)
+            return await txn(compares, ops)
+
+        setattr(store, "txn", held_txn)  # noqa: B010 (an instance's method, for one test)
 
 
 def hold_service_writes(
-    monkeypatch: pytest.MonkeyPatch, store: Store, parties: int
+    monkeypatch: pytest.MonkeyPatch, store: Store | Sequence[Store], parties: int
 ) -> ServiceWriteBarrier:
-    barrier = ServiceWriteBarrier(store, parties)
-    monkeypatch.setattr(store, "txn", barrier)
+    """`parties` service writes through `store` (or any of several) wait for each other."""
+    barrier = ServiceWriteBarrier(parties)
+    for one in [store] if isinstance(store, Store) else store:
+        monkeypatch.setattr(one, "txn", one.txn)  # restored after the test
+        barrier.wrap(one)
     return barrier
