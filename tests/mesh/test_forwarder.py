@@ -81,7 +81,7 @@ async def test_no_backend_closes_the_client_without_an_answer() -> None:
         port = forwarder.bound_port
         try:
             answer = await ask(HOST, port, b"x")
-        except ConnectionResetError:  # closed with the request unread: a reset
+        except OSError:  # closed with the request unread (a reset), maybe before the EOF
             answer = b""
         assert answer == b""
     finally:

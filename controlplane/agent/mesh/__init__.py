@@ -12,8 +12,10 @@ send the PROXY protocol header so backends see the client (`--mesh-proxy-protoco
 needs no network setup. UDP ports are not forwarded (host-mode ports serve UDP).
 
 - `mesh`: follows the tables and keeps one listener per published port;
-- `forwarder`: one listener, round robin over running endpoints, hand-over;
-- `pump`: one direction of a connection, moved by `os.splice` in the kernel;
+- `forwarder`: one listener, round robin over running endpoints;
+- `relay`: the thread with its own epoll loop where every connection's bytes move;
+- `link`: one connection: connect without blocking, hand-over, a receive and a send per
+  small answer, `os.splice` for bulk transfers;
 - `proxy_protocol`: the PROXY v1 header.
 """
 

@@ -10,6 +10,9 @@ unreachable, or no manager leads, the mesh keeps forwarding with the last tables
 
 A port this node cannot bind (another process holds it) is logged, and binding is tried
 again on every later change and every `rebind_interval` seconds.
+
+The bytes move on the mesh's own relay thread (`relay`), started with `run()`; when
+`run()` ends (the agent stops) the relay closes every connection it still relays.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pydantic import ValidationError
 
 from controlplane import keys
 from controlplane.agent.mesh.forwarder import PortForwarder
+from controlplane.agent.mesh.relay import Relay
 from controlplane.models.route import Backend, RouteTable
 from discovery import EventType, RevisionCompacted, Store, StoreUnavailable
 
@@ -67,6 +71,7 @@ class RoutingMesh:
         self._tables: dict[str, RouteTable] = {}
         self.forwarders: dict[int, PortForwarder] = {}
         self._unbound: set[int] = set()  # ports that could not be bound (warned once)
+        self.relay = Relay(name=f"mesh relay {address}")
         #: Set after every change has been applied to the listeners (tests wait on it).
         self.applied = asyncio.Event()
 
@@ -76,6 +81,7 @@ class RoutingMesh:
         return {p: f.backends for p, f in self.forwarders.items() if f.listening}
 
     async def run(self) -> None:
+        self.relay.start()
         rebinder = asyncio.create_task(self._rebind_loop(), name="mesh rebind")
         try:
             await self._follow()
@@ -84,6 +90,7 @@ class RoutingMesh:
             for forwarder in self.forwarders.values():
                 forwarder.close()
             self.forwarders.clear()
+            self.relay.stop()
 
     async def _follow(self) -> None:
         revision = 0
@@ -135,6 +142,7 @@ class RoutingMesh:
                     port=port,
                     proxy_protocol=self.proxy_protocol,
                     connect_timeout=self._connect_timeout,
+                    relay=self.relay,
                 )
             forwarder.update(backends)
         await self._bind()
