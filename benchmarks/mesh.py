@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import importlib.util
 import os
@@ -107,6 +108,8 @@ class Result:
     megabytes_per_second: float
     p50_ms: float
     p99_ms: float
+    requests: float = 0.0  # in the whole run
+    cpu_us_per_request: float = 0.0  # the serving process's (backend direct, relay else)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -147,7 +150,23 @@ def run_wrk(port: int, *, connections: int, duration: float) -> Result:
     transfer = _bytes(re.search(r"Transfer/sec:\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    return Result(rps, transfer / 1e6, p50, p99)
+    requests = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return Result(rps, transfer / 1e6, p50, p99, requests)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(port: int, pid: int, *, connections: int, duration: float) -> Result:
+    """`run_wrk`, with the CPU time process `pid` spent per request meanwhile: unlike
+    requests per second, that hardly depends on what else the machine runs."""
+    before = _cpu_seconds(pid)
+    result = run_wrk(port, connections=connections, duration=duration)
+    spent = _cpu_seconds(pid) - before
+    return dataclasses.replace(result, cpu_us_per_request=spent * 1e6 / max(result.requests, 1.0))
 
 
 def _free_port() -> int:
@@ -171,11 +190,14 @@ def _wait_listening(port: int, *, within: float = 15.0) -> None:
 MESH_LOOP: list[str] = []  # ["--uvloop"] when the mesh runs on uvloop
 
 
-def _child(*args: str) -> subprocess.Popen[bytes]:
+BASELINE: list[Path] = []  # [tree] when --baseline names an older copy of the code
+
+
+def _child(*args: str, root: Path = REPO) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "benchmarks.mesh", *args],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path[1:]])},
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path[1:]])},
     )
 
 
@@ -184,45 +206,64 @@ def _median(values: list[float]) -> float:
 
 
 def scenario(name: str, *, size: int, connections: int, duration: float, rounds: int) -> None:
-    """`rounds` pairs of runs, direct then through the mesh, each `duration` seconds:
-    alternating keeps a machine whose load drifts from favouring one side; the figures
-    printed are medians over the rounds."""
+    """`rounds` rounds of runs, direct then through the mesh (then through the baseline's
+    mesh, with `--baseline`), each `duration` seconds: alternating keeps a machine whose
+    load drifts from favouring one side; the figures printed are medians over the rounds."""
     backend_port, mesh_port = _free_port(), _free_port()
+    sides = {"direct": backend_port, "mesh": mesh_port}
     children = [
         _child("--serve-backend", str(backend_port), str(size)),
         _child("--serve-mesh", str(mesh_port), str(backend_port), *MESH_LOOP),
     ]
-    pairs: list[tuple[Result, Result]] = []
+    for tree in BASELINE:
+        sides["baseline"] = _free_port()
+        children.append(
+            _child("--serve-mesh", str(sides["baseline"]), str(backend_port), root=tree)
+        )
+    serving = dict(zip(sides, (child.pid for child in children), strict=True))
+    rounds_run: list[dict[str, Result]] = []
     try:
-        _wait_listening(backend_port)
-        _wait_listening(mesh_port)
-        run_wrk(mesh_port, connections=connections, duration=1)  # warm up
+        for port in sides.values():
+            _wait_listening(port)
+        for label, port in sides.items():  # warm up
+            if label != "direct":
+                run_wrk(port, connections=connections, duration=1)
         for _ in range(rounds):
-            direct = run_wrk(backend_port, connections=connections, duration=duration)
-            mesh = run_wrk(mesh_port, connections=connections, duration=duration)
-            pairs.append((direct, mesh))
+            rounds_run.append(
+                {
+                    label: measured(
+                        port, serving[label], connections=connections, duration=duration
+                    )
+                    for label, port in sides.items()
+                }
+            )
     finally:
         for child in children:
             child.terminate()
         for child in children:
             child.wait(timeout=10)
-    for label, side in (("direct", 0), ("mesh", 1)):
-        results = [pair[side] for pair in pairs]
+    for label in sides:
+        results = [r[label] for r in rounds_run]
         print(
-            f"{name:<24} {label:<7}"
+            f"{name:<24} {label:<8}"
             f" {_median([r.requests_per_second for r in results]):>9,.0f} req/s"
             f" {_median([r.megabytes_per_second for r in results]):>8,.1f} MB/s"
             f"   p50 {_median([r.p50_ms for r in results]):>7.3f} ms"
             f"   p99 {_median([r.p99_ms for r in results]):>8.3f} ms"
+            f"   CPU {_median([r.cpu_us_per_request for r in results]):>7.1f} us/req"
+            f" ({'backend' if label == 'direct' else 'relay'})"
         )
-    shares = [m.requests_per_second / d.requests_per_second for d, m in pairs]
-    added = [m.p50_ms - d.p50_ms for d, m in pairs]
-    print(
-        f"{name:<24} mesh/direct throughput {_median(shares):.0%} "
-        f"(rounds: {', '.join(f'{x:.0%}' for x in shares)}), "
-        f"p50 added {_median(added):+.3f} ms\n",
-        flush=True,
-    )
+    for label in [side for side in sides if side != "direct"]:
+        shares = [
+            r[label].requests_per_second / r["direct"].requests_per_second for r in rounds_run
+        ]
+        added = [r[label].p50_ms - r["direct"].p50_ms for r in rounds_run]
+        print(
+            f"{name:<24} {label}/direct throughput {_median(shares):.0%} "
+            f"(rounds: {', '.join(f'{x:.0%}' for x in shares)}), "
+            f"p50 added {_median(added):+.3f} ms"
+        )
+    print(flush=True)
 
 
 def main() -> None:
@@ -232,6 +273,18 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per wrk run")
     parser.add_argument("--serve-backend", nargs=2, type=int, metavar=("PORT", "SIZE"))
     parser.add_argument("--serve-mesh", nargs=2, type=int, metavar=("PORT", "BACKEND"))
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="TREE",
+        help="also run the mesh of an older copy of the code (git archive <commit> | tar -x)"
+        " in the same alternating rounds",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("small", "large"),
+        help="only the 13 B scenarios, or only the 10 MiB one",
+    )
     parser.add_argument(
         "--uvloop",
         action="store_true",
@@ -248,6 +301,8 @@ def main() -> None:
         if importlib.util.find_spec("uvloop") is None:
             sys.exit("benchmarks.mesh: --uvloop needs uvloop importable (PYTHONPATH)")
         MESH_LOOP.append("--uvloop")
+    if args.baseline is not None:
+        BASELINE.append(args.baseline.resolve())
     if shutil.which("wrk") is None:
         sys.exit("benchmarks.mesh: wrk is missing; run scripts/install-deps")
     duration = args.duration
@@ -257,13 +312,16 @@ def main() -> None:
         f"routing mesh benchmark: {platform.python_implementation()} "
         f"{platform.python_version()}, {os.cpu_count()} CPUs, load {load:.1f}, "
         f"{rounds} rounds of {duration:.0f} s runs, wrk -t1, "
-        f"mesh on {'uvloop' if args.uvloop else 'asyncio'}\n"
+        f"mesh on {'uvloop' if args.uvloop else 'asyncio'}"
+        f"{f', baseline {args.baseline}' if args.baseline else ''}\n"
     )
     for name, size, connections in (
         ("13 B, 1 connection", SMALL, 1),
         ("13 B, 16 connections", SMALL, 16),
         ("10 MiB, 4 connections", LARGE, 4),
     ):
+        if args.only is not None and (args.only == "small") != (size == SMALL):
+            continue
         scenario(name, size=size, connections=connections, duration=duration, rounds=rounds)
     print(f"load at the end {os.getloadavg()[0]:.1f}")
 
