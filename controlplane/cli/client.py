@@ -28,6 +28,8 @@ import typer
 
 from controlplane.cli.config import ConfigError, config_path, load_config
 from controlplane.tls import (
+    CERT_ENV,
+    KEY_ENV,
     TlsError,
     TlsFiles,
     client_context,
@@ -147,9 +149,14 @@ class ManagerClient:
         self.timeout = timeout
         headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
         hooks = {"response": [_log_response]} if debug else {}
+        verify = tls_verify(target.host)
+        #: https without a client certificate of ours (what a refusal may be about)
+        self._bare_tls = (
+            isinstance(verify, ssl.SSLContext) and not client_files_from_env(root_tls.get()).cert
+        )
         self._http = httpx.Client(
             base_url=target.host,
-            verify=tls_verify(target.host),
+            verify=verify,
             headers=headers,
             timeout=timeout,
             transport=transport,
@@ -223,6 +230,12 @@ class ManagerClient:
                 f"the manager at {self.target.host} did not answer within {self.timeout:g} s"
             )
         tls_failure = describe_failure(exc)
+        if tls_failure is None and self._bare_tls and isinstance(exc, httpx.RemoteProtocolError):
+            # TLS 1.3: a manager that wants a client certificate hangs up after the handshake
+            tls_failure = (
+                "it closed the connection, as a manager that requires a client certificate "
+                f"does (give --tlscert and --tlskey, or {CERT_ENV} and {KEY_ENV})"
+            )
         if tls_failure is not None:
             return CliError(f"cannot talk to the manager at {self.target.host}: {tls_failure}")
         return CliError(
