@@ -23,6 +23,7 @@ from controlplane.agent.api.client import AgentClient, AgentError
 from controlplane.api.context import ApiContext
 from controlplane.api.control import services as control
 from controlplane.api.control.errors import Conflict
+from controlplane.api.control.ports import PortTaken
 from controlplane.dockerapi import listing, oneoff
 from controlplane.dockerapi.errors import DockerError, not_supported
 from controlplane.dockerapi.frames import MEDIA_TYPE, frame, log_payload
@@ -144,6 +145,8 @@ async def create_container(request: Request, name: str | None = None) -> dict[st
     spec = oneoff.service_spec(body, name=oneoff.container_name(name))
     try:
         record, revision = await control.create_service(context.store, spec, now=context.clock())
+    except PortTaken as err:  # a host port the routing mesh serves for another service
+        raise DockerError(409, str(err)) from None
     except Conflict:
         holder = context.view.services.get(spec.name)
         raise DockerError(

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 from controlplane import keys
 from controlplane.api.control.ports import PortClaim
+from controlplane.dockerapi.app import create_docker_app
 from controlplane.models import ServiceSpec
 from controlplane.models.service import ServiceRecord
 from tests.api.conftest import Api
@@ -237,3 +239,27 @@ async def test_a_stack_and_a_service_racing_for_one_port(
     holder = "shop_web" if deployed.status_code == 200 else "web"
     assert await claimed(cluster) == {"tcp/80": holder}
     assert len((await cluster.store.list(keys.SERVICES)).items) == 1
+
+
+async def test_a_docker_api_container_publishes_host_ports_unclaimed(cluster: Api) -> None:
+    """`docker run -p` publishes on the container's node (host mode): never claimed, and
+    refused with the port's own message when the mesh serves that port."""
+    await cluster.client.post("/services", json=spec("web", {"target": 80, "published": 8080}))
+    transport = httpx.ASGITransport(app=create_docker_app(cluster.context))
+    async with httpx.AsyncClient(transport=transport, base_url="http://docker") as docker:
+
+        async def run(name: str, host_port: str) -> httpx.Response:
+            bindings = {"80/tcp": [{"HostPort": host_port}]}
+            return await docker.post(
+                "/containers/create",
+                params={"name": name},
+                json={"Image": "redis", "HostConfig": {"PortBindings": bindings}},
+            )
+
+        clash = await run("db", "8080")
+        assert clash.status_code == 409
+        assert "8080" in clash.json()["message"]
+        assert "'web'" in clash.json()["message"]
+        made = await run("db", "9090")
+        assert made.status_code == 201, made.text
+    assert await claimed(cluster) == {"tcp/8080": "web"}
