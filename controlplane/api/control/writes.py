@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from controlplane.api.control.errors import Conflict, NotFound
 from controlplane.models.base import Document
-from discovery import Compare, Delete, Put, Store
+from discovery import Compare, Put, Store
 
 D = TypeVar("D", bound=Document)
 
@@ -55,9 +55,3 @@ async def modify(
         if result.succeeded:
             return updated, result.revision
     raise Conflict(f"{kind} {ref!r} is being changed by others; try again")
-
-
-async def delete_if_unchanged(store: Store, key: str, *, mod_revision: int) -> int | None:
-    """Delete `key` if it is still at `mod_revision`; the revision, or None if it moved."""
-    result = await store.txn([Compare(key, mod_revision)], [Delete(key)])
-    return result.revision if result.succeeded else None
