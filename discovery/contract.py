@@ -19,16 +19,19 @@ Leader election (`discovery.election`) is built once on these verbs.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
 from typing import Self
 
-from discovery.errors import InvalidArgument
+from discovery.errors import InvalidArgument, LeaseNotFound
 
 #: Largest value a backend must accept (Consul's own limit is 512 KiB).
 MAX_VALUE_BYTES = 512 * 1024
+#: Renewals the default `keep_alive_many` has in flight at once.
+_RENEWALS_AT_ONCE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,32 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def keep_alive(self, lease: int) -> None:
         """Renew once; raises `LeaseNotFound` when the lease already ended."""
+
+    async def keep_alive_many(self, leases: Sequence[int]) -> set[int]:
+        """Renew every lease in `leases` once; returns the ones that already ended.
+
+        For a process holding many leases (a hollow fleet). Raises what `keep_alive`
+        raises other than `LeaseNotFound` (`StoreUnavailable`...) when the store does
+        not answer; some leases may then have been renewed. Backends that can renew
+        many leases in one request override this; the default renews them one by one,
+        a bounded number at a time.
+        """
+        lost: set[int] = set()
+        pending = list(dict.fromkeys(leases))
+        for start in range(0, len(pending), _RENEWALS_AT_ONCE):
+            chunk = pending[start : start + _RENEWALS_AT_ONCE]
+            results = await asyncio.gather(
+                *(self.keep_alive(lease) for lease in chunk), return_exceptions=True
+            )
+            failure: BaseException | None = None
+            for lease, result in zip(chunk, results, strict=True):
+                if isinstance(result, LeaseNotFound):
+                    lost.add(lease)
+                elif isinstance(result, BaseException) and failure is None:
+                    failure = result
+            if failure is not None:
+                raise failure
+        return lost
 
     @abc.abstractmethod
     async def revoke(self, lease: int) -> None:

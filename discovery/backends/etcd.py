@@ -29,6 +29,7 @@ object works again as soon as one does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import random
@@ -70,6 +71,9 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 2379
 DEFAULT_TIMEOUT = 5.0
 _OPTIONS = ("ca", "cert", "key", "timeout")
+
+#: Leases renewed over one LeaseKeepAlive stream (a request and a reply of ~20 bytes each).
+_RENEWALS_PER_STREAM = 1000
 
 # A broken watch is re-created after this backoff (seconds), doubling up to the cap.
 _WATCH_BACKOFF_FIRST = 0.05
@@ -306,15 +310,27 @@ class EtcdStore(Store):
         return Lease(int(granted.id), float(granted.ttl))
 
     async def keep_alive(self, lease: int) -> None:
-        reply = await self._connections.call(
-            lambda client: client.refresh_lease(lease),
-            what=f"renewal of lease {lease}",
-            retry_sent=True,
-            lease=lease,
-        )
-        # etcd answers a renewal of an unknown lease with TTL 0, not with an error
-        if reply is None or int(reply.TTL) <= 0:
+        if await self.keep_alive_many([lease]):
             raise LeaseNotFound(f"lease {lease} expired or was revoked")
+
+    async def keep_alive_many(self, leases: Sequence[int]) -> set[int]:
+        """Renew `leases` over LeaseKeepAlive streams, up to `_RENEWALS_PER_STREAM` each."""
+        pending = list(dict.fromkeys(leases))
+        lost: set[int] = set()
+        while pending:
+            chunk = pending[:_RENEWALS_PER_STREAM]
+            ttls = await self._connections.call(
+                functools.partial(_renew, leases=chunk),
+                what=f"renewal of lease {chunk[0]}"
+                if len(chunk) == 1
+                else f"renewal of {len(chunk)} leases",
+                retry_sent=True,
+                lease=chunk[0] if len(chunk) == 1 else None,
+            )
+            # a lease that ended is answered with TTL 0 (or ends the stream: see _renew)
+            lost.update(lease for lease, ttl in zip(chunk, ttls, strict=False) if ttl <= 0)
+            pending = pending[len(ttls) :]
+        return lost
 
     async def revoke(self, lease: int) -> None:
         try:
@@ -395,3 +411,37 @@ class EtcdStore(Store):
         await self._connections.close()
         for client in list(self._watch_clients):
             await client.shut()
+
+
+async def _renew(client: EtcdClient, leases: list[int]) -> list[int]:
+    """Renew `leases` (no repeats) in order over one LeaseKeepAlive stream; their TTLs.
+
+    The requests are all written, then the stream is half-closed; etcd answers each in
+    turn. It answers a lease that ended with TTL 0, except that etcd 3.4 instead ends
+    the stream with "lease not found": that lease is then given TTL 0 and the list is
+    cut after it (the caller renews the rest over a new stream). aetcd's
+    `refresh_lease` opens a stream per lease and leaves it to the garbage collector.
+    """
+    await client.connect()
+    requests = [rpc.LeaseKeepAliveRequest(ID=lease) for lease in leases]
+    stream = client.leasestub.LeaseKeepAlive(
+        iter(requests), timeout=client.call_timeout, metadata=client.metadata
+    )
+    ttls: list[int] = []
+    try:
+        async for reply in stream:
+            if int(reply.ID) != leases[len(ttls)]:
+                raise StoreUnavailable(f"etcd answered the renewal of lease {reply.ID} out of turn")
+            ttls.append(int(reply.TTL))
+            if len(ttls) == len(leases):
+                break
+    except grpc.aio.AioRpcError as exc:
+        details = str(exc.details() or "")
+        if exc.code() != grpc.StatusCode.NOT_FOUND or "lease not found" not in details:
+            raise
+        ttls.append(0)
+    finally:
+        stream.cancel()
+    if not ttls:
+        raise StoreUnavailable("etcd ended a lease renewal stream without an answer")
+    return ttls

@@ -167,6 +167,26 @@ async def test_lease_keeps_keys_while_renewed_and_removes_them_after(store: Stor
         await store.keep_alive(lease.id)
 
 
+async def test_many_leases_renewed_at_once_keep_their_keys_and_ended_ones_are_named(
+    store: Store,
+) -> None:
+    ttl = store.min_lease_ttl if store.min_lease_ttl > 1 else 1.0
+    leases = [(await store.grant(ttl)).id for _ in range(100)]
+    for index, lease in enumerate(leases):
+        await store.put(f"many/{index}", b"x", lease=lease)
+    ended = {leases[3], leases[70]}
+    for lease in ended:
+        await store.revoke(lease)
+    # renewed together for more than one TTL: every key of a live lease is still there
+    renew_until = time.monotonic() + ttl * 1.5
+    while time.monotonic() < renew_until:
+        assert await store.keep_alive_many([*leases, leases[0]]) == ended
+        await asyncio.sleep(ttl / 4)
+    listing = await store.list("many/")
+    assert len(listing.items) == len(leases) - len(ended)
+    assert await store.keep_alive_many([]) == set()
+
+
 async def test_revoke_removes_keys_at_once(store: Store) -> None:
     lease = await store.grant(max(store.min_lease_ttl, 30))
     await store.put("session/k", b"v", lease=lease.id)

@@ -239,6 +239,7 @@ def every_verb(store: Store, lease: int) -> dict[str, Callable[[], Awaitable[Any
         "txn": lambda: store.txn([Compare("k", 0)], [Put("k", b"v")]),
         "grant": lambda: store.grant(5),
         "keep_alive": lambda: store.keep_alive(lease),
+        "keep_alive_many": lambda: store.keep_alive_many([lease]),
         "revoke": lambda: store.revoke(lease),
     }
 
@@ -479,3 +480,22 @@ async def test_tls_with_a_client_certificate(etcd_tls_server: EtcdServer) -> Non
             await store.get("k")
     assert "certificate cannot be verified" in str(caught.value)
     assert_one_clear_line(caught.value, names=[etcd_tls_server.endpoint])
+
+
+# --- many leases -------------------------------------------------------------------------
+async def test_more_leases_than_one_renewal_stream_carries_are_all_renewed(
+    etcd_url: str,
+) -> None:
+    async with await open_store(etcd_url) as store:
+        granted = await asyncio.gather(*(store.grant(3) for _ in range(1200)))
+        leases = [lease.id for lease in granted]
+        assert await store.keep_alive_many(leases) == set()
+        await store.put("fleet/first", b"x", lease=leases[0])
+        await store.put("fleet/last", b"x", lease=leases[-1])
+        await store.revoke(leases[1100])  # in the second stream's part
+        renew_until = time.monotonic() + 6.0  # two TTLs
+        while time.monotonic() < renew_until:
+            assert await store.keep_alive_many(leases) == {leases[1100]}
+            await asyncio.sleep(0.5)
+        assert await store.get("fleet/first") is not None
+        assert await store.get("fleet/last") is not None
