@@ -27,11 +27,12 @@ one of the lowest free ones, so that many racing creates spread out). A new host
 port is written only if the claim key is as read (absent), so it cannot slip in under a
 claim made meanwhile.
 
-A claim is *live* while its service exists (same id) and publishes the port in ingress
-mode; any other claim is stale (left by a manager older than claims) and is taken over
-under a compare on its revision. Services created before claims existed hold none: the
-check against the listed services still keeps their ports, and their next update or
-rollback claims them.
+The services are listed after the claims, so a claim the listing does not back (its
+service gone, or no longer publishing the port in ingress mode: left by a manager older
+than claims) is stale: the port counts as free, and the claim is replaced under a
+compare on its revision. Services created before claims existed hold none: the check
+against the listed services still keeps their ports, and their next update or rollback
+claims them (a scale leaves ports alone).
 """
 
 from __future__ import annotations
