@@ -15,6 +15,7 @@ import pytest
 
 from controlplane import keys
 from controlplane.agent.fleet import HollowFleet
+from controlplane.agent.heartbeat import renewer_for
 from controlplane.agent.runtime_factory import RuntimeOptions, runtime_factory
 from controlplane.agent.shared_watch import SharedTaskWatch
 from controlplane.models.task import TaskState
@@ -103,3 +104,47 @@ async def test_fleet_of_50_nodes_runs_each_nodes_tasks(plain_store: Store, tmp_p
         await fleet.stop()
         await running
     assert (await plain_store.list(keys.NODES)).items == []
+
+
+async def test_fleet_renews_its_leases_together_and_a_lost_one_is_its_nodes_alone(
+    plain_store: Store, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "fleet"
+    fleet = HollowFleet(
+        count=20,
+        state_dir=state_dir,
+        advertise_addr="127.0.0.8",
+        runtime=lambda index: runtime_factory(
+            RuntimeOptions(name="hollow", advertise_addr="127.0.0.8", state_dir=state_dir)
+        ),
+        store=plain_store,
+        heartbeat_period=0.3,
+    )
+    renewer = renewer_for(plain_store)
+    running = asyncio.create_task(fleet.run())
+    try:
+
+        async def renewed_twice() -> bool:
+            if running.done():
+                running.result()
+            return renewer.renewals >= 2 * 20
+
+        await eventually(renewed_twice, within=10.0, what="every node renewing twice")
+        assert renewer.calls <= renewer.renewals / 4  # shared calls, not one per node
+        lost = fleet.agents[5].heartbeat
+        assert lost is not None
+        assert lost.lease is not None
+        await plain_store.revoke(lost.lease)
+
+        async def back() -> bool:
+            key = await plain_store.get(keys.node(lost.node_id))
+            return lost.registrations == 2 and key is not None
+
+        await eventually(back, within=5.0, what="the node whose lease ended registering again")
+        for index, agent in enumerate(fleet.agents):
+            assert agent.heartbeat is not None
+            assert agent.heartbeat.registrations == (2 if index == 5 else 1), index
+        assert len((await plain_store.list(keys.NODES)).items) == 20
+    finally:
+        await fleet.stop()
+        await running
