@@ -14,9 +14,11 @@ Writes are coalesced (`StatusBatcher`): every reporter on one store connection (
 agent, or the thousand nodes of a hollow fleet) hands its write to that connection's
 batcher, which waits `BATCH_WINDOW` for others and writes all of them in one
 transaction (as many as the store takes: `Store.max_txn_ops`). A report still returns
-only once its status is written (or raises what the store raised), and a reporter makes
-one report of a task at a time, so a task's transitions are written in order, each in
-its own transaction: preparing, starting and running are three revisions, never one.
+only once its status is written (or raises what the store raised). Writes of one key
+that wait in the same batch are written once, with the last value, and all return when
+it lands: a reporter that does not wait for each report (a task that went preparing ->
+starting -> running within the window) costs one write. The executor waits for each,
+so its transitions are written in order, each in its own transaction.
 """
 
 from __future__ import annotations
@@ -72,24 +74,31 @@ class StatusBatcher:
                 if not future.done():
                     future.cancel()
 
-    def _take(self) -> list[tuple[Op, asyncio.Future[None]]]:
-        """The next batch, in arrival order: at most the store's limit, one op per key."""
-        batch: list[tuple[Op, asyncio.Future[None]]] = []
+    def _take(self) -> list[tuple[Op, list[asyncio.Future[None]]]]:
+        """The next batch: at most the store's limit of keys, in order of first arrival.
+
+        Several writes of one key waiting together become one: the last of them, which
+        settles every one of their futures when it lands (only the latest status
+        matters, and nobody can tell it apart from the earlier ones written just before).
+        """
+        batch: dict[str, tuple[Op, list[asyncio.Future[None]]]] = {}
         rest: list[tuple[Op, asyncio.Future[None]]] = []
-        keys_in: set[str] = set()
         limit = self._store.max_txn_ops
         for op, future in self._queue:
             if future.done():  # its reporter gave up waiting and kept the status
                 continue
-            if len(batch) < limit and op.key not in keys_in:
-                batch.append((op, future))
-                keys_in.add(op.key)
+            queued = batch.get(op.key)
+            if queued is not None:
+                queued[1].append(future)
+                batch[op.key] = (op, queued[1])
+            elif len(batch) < limit:
+                batch[op.key] = (op, [future])
             else:
                 rest.append((op, future))
         self._queue = rest
-        return batch
+        return list(batch.values())
 
-    async def _send_one(self, batch: list[tuple[Op, asyncio.Future[None]]]) -> None:
+    async def _send_one(self, batch: list[tuple[Op, list[asyncio.Future[None]]]]) -> None:
         if not batch:
             return
         self.transactions += 1
@@ -97,20 +106,25 @@ class StatusBatcher:
         try:
             await self._store.txn([], [op for op, _ in batch])
         except (StoreUnavailable, TimeoutError) as exc:
-            for _, future in batch:
-                _settle(future, exc)
+            for _, futures in batch:
+                _settle_all(futures, exc)
         except DiscoveryError:
             # refused as a whole (one bad value): each alone, so that the rest land
-            for op, future in batch:
+            for op, futures in batch:
                 try:
                     await self._store.txn([], [op])
-                except Exception as exc:  # handed to the one reporter it belongs to
-                    _settle(future, exc)
+                except Exception as exc:  # handed to the reporters it belongs to
+                    _settle_all(futures, exc)
                 else:
-                    _settle(future, None)
+                    _settle_all(futures, None)
         else:
-            for _, future in batch:
-                _settle(future, None)
+            for _, futures in batch:
+                _settle_all(futures, None)
+
+
+def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        _settle(future, error)
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

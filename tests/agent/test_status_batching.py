@@ -11,7 +11,7 @@ import pytest
 from controlplane import keys
 from controlplane.agent.status import StatusBatcher, StatusReporter
 from controlplane.models import TaskState, TaskStatus
-from discovery import Event, Store, open_store
+from discovery import Event, Put, Store, open_store
 
 PROGRESS = (TaskState.PREPARING, TaskState.STARTING, TaskState.RUNNING)
 
@@ -81,3 +81,25 @@ async def test_more_reports_than_one_transaction_takes_are_split(store: Store) -
     )
     assert batcher.transactions >= 2
     assert len((await store.list(keys.STATUS)).items) == count
+
+
+async def test_writes_of_one_key_waiting_together_land_once_with_the_last_value(
+    store: Store,
+) -> None:
+    batcher = StatusBatcher(store)
+    start = (await store.list(keys.STATUS)).revision + 1
+    key = keys.status("coalesced")
+    writes = [
+        batcher.write(Put(key, TaskStatus(task_id="coalesced", state=state).dump()))
+        for state in PROGRESS
+    ]
+    other = batcher.write(Put(keys.status("other"), b"{}"))
+    await asyncio.gather(*writes, other)  # every writer is settled
+
+    assert (batcher.transactions, batcher.writes) == (1, 2)
+    kv = await store.get(key)
+    assert kv is not None
+    assert TaskStatus.load(kv.value).state is TaskState.RUNNING
+    if store.exact_history:
+        events = await status_events(store, start, 2)
+        assert [e.key for e in events] == [key, keys.status("other")]
