@@ -101,6 +101,35 @@ async def test_a_port_held_by_another_process_is_bound_once_it_is_free(store: St
             await asyncio.gather(running, return_exceptions=True)
 
 
+async def test_a_stopped_mesh_closes_the_connections_it_relayed(store: Store) -> None:
+    """An agent that stops leaves no client hanging on its mesh: the port is closed
+    and a connection still relayed through it ends."""
+    published = free_tcp_port()
+    async with named_server("a") as a:  # answers only after the client's end: never
+        await store.put(keys.route("web"), table("web", published, a))
+        mesh = RoutingMesh(store, address=HOST)
+        running = asyncio.create_task(mesh.run())
+        try:
+            async with asyncio.timeout(5):
+                while published not in mesh.ports:
+                    await mesh.applied.wait()
+            reader, writer = await asyncio.open_connection(HOST, published)
+            writer.write(b"waiting")
+            await writer.drain()
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        try:
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        except ConnectionResetError:
+            pass  # closed with the request unread: a reset is an end too
+        finally:
+            writer.close()
+        assert not mesh.relay.running
+        with pytest.raises(ConnectionRefusedError):
+            await ask(HOST, published)
+
+
 async def test_a_hollow_node_has_no_mesh(store: Store, tmp_path: Path) -> None:
     agent = Agent(
         runtime=HollowRuntime(node_id="h1", nano_cpus=1, memory_bytes=1 << 30),

@@ -177,6 +177,7 @@ class Relay:
                     log.exception("%s: event on fd %d failed", self.name, fd)
             if self._timers:
                 self._fire_timers()
+        self._drain_commands()  # a listener closed while stopping is closed, not leaked
         self._handlers.clear()
         self._masks.clear()
         epoll.close()
