@@ -23,7 +23,15 @@ Two indexes make the common questions cheap at ten thousand tasks:
   one of its tasks, or one of its tasks' statuses: `service_changed`), and the revision
   of the last change that concerns every service (a node, a node spec, a status whose
   task is unknown, a relist: `all_changed`). The leader uses them to re-plan only the
-  services whose inputs moved since its last pass.
+  services whose inputs moved since its last pass;
+- list stamps: a counter bumped on every change to a task or a status, and the value
+  it had at each service's last such change (`list_stamp`), so that a reader keeping a
+  ready-made list of a service's tasks (the API's `GET /tasks`) knows when to build it
+  again. A counter, not a revision: it moves on every event, also between two events of
+  one transaction;
+- task counts: each service's tasks meant to run (desired `running`) and, of them, the
+  ones whose last status says `running`, kept as tasks and statuses come and go, so that
+  `service ls` and a client polling `GET /services/<name>` cost no walk over its tasks.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from controlplane.models import (
     TaskStatus,
 )
 from controlplane.models.service import ServiceRecord
+from controlplane.models.task import DesiredState, TaskState
 from controlplane.state.records import StoredService, StoredStatus, StoredTask
 from controlplane.state.snapshot import ClusterSnapshot
 from discovery import Listing
@@ -88,6 +97,12 @@ class ClusterContents:
         self.service_changed: dict[str, int] = {}
         #: revision of the last change that may concern every service
         self.all_changed = 0
+        #: bumped on every change to a task or status; `list_stamp`: its value at each
+        #: service's last one (its record's changes count too)
+        self.changes = 0
+        self.list_stamp: dict[str, int] = {}
+        #: service name -> [tasks meant to run, of them running]
+        self.counts: dict[str, list[int]] = {}
         #: key -> (value, document) written by this process (`expect`): an event that
         #: carries exactly that value takes the document instead of parsing it again
         self.expected: dict[str, tuple[bytes, BaseModel]] = {}
@@ -155,6 +170,21 @@ class ClusterContents:
     def task_ids_of(self, service: str) -> list[str]:
         return list(self.by_service.get(service, ()))
 
+    def task_counts(self, service: str) -> tuple[int, int]:
+        """(tasks meant to run, of them running) of the service named `service`."""
+        found = self.counts.get(service)
+        return (found[0], found[1]) if found is not None else (0, 0)
+
+    def _count(self, task: Task, status: StoredStatus | None, sign: int) -> None:
+        if task.desired_state is not DesiredState.RUNNING:
+            return
+        counts = self.counts.get(task.service)
+        if counts is None:
+            counts = self.counts[task.service] = [0, 0]
+        counts[0] += sign
+        if status is not None and status.status.state is TaskState.RUNNING:
+            counts[1] += sign
+
     # --- events -----------------------------------------------------------------------
     def put(self, key: str, value: bytes, mod_revision: int) -> None:
         if key == keys.CLUSTER:
@@ -180,6 +210,7 @@ class ClusterContents:
             found = self.tasks.get(task_id)
             if found is not None and found.key == key:
                 del self.tasks[task_id]
+                self._count(found.task, self.statuses.get(task_id), -1)
                 service = found.task.service
                 ids = self.by_service.get(service)
                 if ids is not None:
@@ -192,7 +223,12 @@ class ClusterContents:
                 del self.pending[task_id]
         elif key.startswith(keys.STATUS):
             task_id = key[len(keys.STATUS) :]
-            if self.statuses.pop(task_id, None) is not None:
+            old = self.statuses.pop(task_id, None)
+            if old is not None:
+                entry = self.tasks.get(task_id)
+                if entry is not None:
+                    self._count(entry.task, old, -1)
+                    self._count(entry.task, None, 1)
                 self._mark_task(task_id, revision)
         elif key.startswith(keys.NODES):
             node_id = key[len(keys.NODES) :]
@@ -216,6 +252,8 @@ class ClusterContents:
         return _parse(model, key, value)
 
     def _mark(self, service: str, revision: int) -> None:
+        self.changes += 1
+        self.list_stamp[service] = self.changes
         if revision > self.service_changed.get(service, 0):
             self.service_changed[service] = revision
 
@@ -225,6 +263,7 @@ class ClusterContents:
             self._mark(entry.task.service, revision)
         else:  # a status without its task: only a full pass deletes it
             self.all_changed = max(self.all_changed, revision)
+            self.changes += 1
 
     # --- one handler per prefix --------------------------------------------------------
     def _put_task(self, key: str, value: bytes, mod_revision: int) -> None:
@@ -245,6 +284,11 @@ class ClusterContents:
             _mismatch(key, "node id", task.node_id, node_id)
         else:
             entry = StoredTask(task=task, key=key, mod_revision=mod_revision)
+            status = self.statuses.get(task_id)
+            old = self.tasks.get(task_id)
+            if old is not None:
+                self._count(old.task, status, -1)
+            self._count(task, status, 1)
             self.tasks[task_id] = entry
             if entry.pending:
                 self.pending[task_id] = entry
@@ -259,7 +303,12 @@ class ClusterContents:
         if status.task_id != task_id:
             _mismatch(key, "task id", status.task_id, task_id)
             return
-        self.statuses[task_id] = StoredStatus(status=status, mod_revision=mod_revision)
+        stored = StoredStatus(status=status, mod_revision=mod_revision)
+        entry = self.tasks.get(task_id)
+        if entry is not None:
+            self._count(entry.task, self.statuses.get(task_id), -1)
+            self._count(entry.task, stored, 1)
+        self.statuses[task_id] = stored
         self._mark_task(task_id, mod_revision)
 
     def _put_node(self, key: str, value: bytes, mod_revision: int) -> None:

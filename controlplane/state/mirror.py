@@ -17,7 +17,10 @@ Contract:
   `changed_services(after)` names the services whose record, tasks or statuses changed
   after revision `after` (None when something that concerns every service did: a node,
   a node spec, a relist), and `tasks_of(service)` answers from an index, without a walk
-  over every task.
+  over every task. `task_counts(service)` is how many of its tasks are meant to run and
+  how many of them run, kept as events come in; `tasks_version(service)` changes
+  whenever a task or status of that service (of any service, for None) may have: a
+  reader keeping something built from them builds it again when it does.
 - When the store has compacted the history the watch needs (`RevisionCompacted`), the
   mirror lists again and rebuilds its maps, carrying the nodes' down-since times over.
   If the store is unreachable it retries the watch every `retry_delay` seconds; the
@@ -247,6 +250,16 @@ class ClusterMirror:
             for task_id in self._contents.task_ids_of(service)
             if task_id in entries
         ]
+
+    def task_counts(self, service: str) -> tuple[int, int]:
+        """(tasks meant to run, of them running) of the service named `service`."""
+        return self._contents.task_counts(service)
+
+    def tasks_version(self, service: str | None) -> tuple[int, int]:
+        """Changes whenever the tasks or statuses of `service` (None: any) may have."""
+        contents = self._contents
+        stamp = contents.changes if service is None else contents.list_stamp.get(service, 0)
+        return (self.listings, stamp)
 
     def snapshot(self) -> ClusterSnapshot:
         if not self.synced:

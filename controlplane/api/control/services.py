@@ -33,9 +33,8 @@ from controlplane.api.control.ports import (
 )
 from controlplane.api.control.validation import validate_spec
 from controlplane.api.control.view import ClusterView
-from controlplane.models import ServiceMode, ServiceSpec, TaskState
+from controlplane.models import ServiceMode, ServiceSpec
 from controlplane.models.service import SERVICE_NAME, ServiceRecord
-from controlplane.models.task import DesiredState
 from discovery import Compare, Delete, Op, Put, Store
 
 KIND = "service"
@@ -70,18 +69,9 @@ def find_service(view: ClusterView, ref: str) -> ServiceRecord:
 
 
 def service_state(view: ClusterView, record: ServiceRecord) -> ServiceState:
-    live = [
-        task
-        for task in view.tasks_of(record.spec.name)
-        if task.desired_state is DesiredState.RUNNING
-    ]
-    statuses = view.statuses
-    running = sum(
-        1
-        for task in live
-        if (status := statuses.get(task.id)) is not None and status.state is TaskState.RUNNING
-    )
-    desired = record.spec.replicas if record.spec.mode is ServiceMode.REPLICATED else len(live)
+    """Its counts, kept by the mirror as tasks and statuses change (no walk over them)."""
+    live, running = view.task_counts(record.spec.name)
+    desired = record.spec.replicas if record.spec.mode is ServiceMode.REPLICATED else live
     return ServiceState(record=record, desired=desired, running=running)
 
 

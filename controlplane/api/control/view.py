@@ -64,6 +64,15 @@ class ClusterView(Protocol):
         """The tasks of the service named `service`, from an index (no walk over all)."""
         ...
 
+    def task_counts(self, service: str) -> tuple[int, int]:
+        """(tasks meant to run, of them running) of the service named `service`."""
+        ...
+
+    def tasks_version(self, service: str | None) -> tuple[int, int]:
+        """A value that changes whenever the tasks or statuses of `service` (None: of any
+        service) may have changed: what a list kept between calls is checked against."""
+        ...
+
     # The timeout is the caller's bound on read-your-writes, not a cancellation scope.
     async def wait_for_revision(self, revision: int, *, timeout: float) -> bool: ...  # noqa: ASYNC109
 
