@@ -27,6 +27,7 @@ import importlib.util
 import os
 import platform
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -109,7 +110,11 @@ class Result:
     p50_ms: float
     p99_ms: float
     requests: float = 0.0  # in the whole run
-    cpu_us_per_request: float = 0.0  # the serving process's (backend direct, relay else)
+    #: CPU time per request (user + system, microseconds) of wrk, the backend and the relay
+    #: (0 in a direct run): unlike requests per second, hardly moved by the machine's load.
+    cpu_wrk: float = 0.0
+    cpu_backend: float = 0.0
+    cpu_relay: float = 0.0
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -160,13 +165,28 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(port: int, pid: int, *, connections: int, duration: float) -> Result:
-    """`run_wrk`, with the CPU time process `pid` spent per request meanwhile: unlike
-    requests per second, that hardly depends on what else the machine runs."""
-    before = _cpu_seconds(pid)
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the wrk runs waited for
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(
+    port: int, backend: int, relay: int | None, *, connections: int, duration: float
+) -> Result:
+    """`run_wrk`, with the CPU time wrk, the backend (pid) and the relay (pid) spent."""
+    pids = [backend] if relay is None else [backend, relay]
+    before = [_cpu_seconds(pid) for pid in pids]
+    wrk_before = _children_cpu_seconds()
     result = run_wrk(port, connections=connections, duration=duration)
-    spent = _cpu_seconds(pid) - before
-    return dataclasses.replace(result, cpu_us_per_request=spent * 1e6 / max(result.requests, 1.0))
+    wrk = _children_cpu_seconds() - wrk_before
+    spent = [_cpu_seconds(pid) - start for pid, start in zip(pids, before, strict=True)]
+    per_request = 1e6 / max(result.requests, 1.0)
+    return dataclasses.replace(
+        result,
+        cpu_wrk=wrk * per_request,
+        cpu_backend=spent[0] * per_request,
+        cpu_relay=spent[1] * per_request if relay is not None else 0.0,
+    )
 
 
 def _free_port() -> int:
@@ -232,7 +252,11 @@ def scenario(name: str, *, size: int, connections: int, duration: float, rounds:
             rounds_run.append(
                 {
                     label: measured(
-                        port, serving[label], connections=connections, duration=duration
+                        port,
+                        serving["direct"],
+                        serving[label] if label != "direct" else None,
+                        connections=connections,
+                        duration=duration,
                     )
                     for label, port in sides.items()
                 }
@@ -250,18 +274,27 @@ def scenario(name: str, *, size: int, connections: int, duration: float, rounds:
             f" {_median([r.megabytes_per_second for r in results]):>8,.1f} MB/s"
             f"   p50 {_median([r.p50_ms for r in results]):>7.3f} ms"
             f"   p99 {_median([r.p99_ms for r in results]):>8.3f} ms"
-            f"   CPU {_median([r.cpu_us_per_request for r in results]):>7.1f} us/req"
-            f" ({'backend' if label == 'direct' else 'relay'})"
+            f"   CPU us/req: wrk {_median([r.cpu_wrk for r in results]):.1f}"
+            f" backend {_median([r.cpu_backend for r in results]):.1f}"
+            f" relay {_median([r.cpu_relay for r in results]):.1f}"
         )
     for label in [side for side in sides if side != "direct"]:
         shares = [
             r[label].requests_per_second / r["direct"].requests_per_second for r in rounds_run
         ]
         added = [r[label].p50_ms - r["direct"].p50_ms for r in rounds_run]
+        # With every core busy, throughput is cores / CPU per request, so the share the
+        # mesh keeps is (wrk + backend) / (wrk + backend + relay): a load-proof estimate.
+        costs = [
+            (r[label].cpu_wrk + r[label].cpu_backend)
+            / max(r[label].cpu_wrk + r[label].cpu_backend + r[label].cpu_relay, 1e-9)
+            for r in rounds_run
+        ]
         print(
             f"{name:<24} {label}/direct throughput {_median(shares):.0%} "
             f"(rounds: {', '.join(f'{x:.0%}' for x in shares)}), "
-            f"p50 added {_median(added):+.3f} ms"
+            f"p50 added {_median(added):+.3f} ms, "
+            f"CPU-bound estimate {_median(costs):.0%}"
         )
     print(flush=True)
 
