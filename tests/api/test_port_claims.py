@@ -263,3 +263,23 @@ async def test_a_docker_api_container_publishes_host_ports_unclaimed(cluster: Ap
         made = await run("db", "9090")
         assert made.status_code == 201, made.text
     assert await claimed(cluster) == {"tcp/8080": "web"}
+
+
+async def test_more_ingress_ports_than_one_transaction_holds_is_a_422(
+    cluster: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Consul's transaction holds 64 items: a service created there claims at most 31
+    ingress ports in its own write."""
+    monkeypatch.setattr(cluster.store, "max_txn_ops", 64)
+    many = [{"target": 1000 + i} for i in range(32)]
+    refused = await cluster.client.post("/services", json=spec("wide", *many))
+    assert refused.status_code == 422
+    assert "64" in refused.json()["detail"][0]["msg"]
+    assert await cluster.store.get(keys.service("wide")) is None
+    fits = await cluster.client.post("/services", json=spec("wide", *many[:31]))
+    assert fits.status_code == 201, fits.text
+    assert len(await claimed(cluster)) == 31
+    # an update claims only the ports that change hands
+    grown = await cluster.client.post("/services/wide/update", json=spec("wide", *many))
+    assert grown.status_code == 200, grown.text
+    assert await published(cluster, "wide") == list(range(30000, 30032))

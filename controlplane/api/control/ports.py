@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from controlplane import keys
-from controlplane.api.control.errors import Conflict
+from controlplane.api.control.errors import Conflict, Invalid
 from controlplane.models import PortConfig, ServiceSpec
 from controlplane.models.base import Document
 from controlplane.models.service import PublishMode, ServiceRecord
@@ -294,3 +294,18 @@ def claim_ops(
         found = claims.get(port)
         compares.append(Compare(claim_key(port), found.mod_revision if found else 0))
     return compares, ops
+
+
+def check_fits(store: Store, compares: Sequence[Compare], ops: Sequence[Op], name: str) -> None:
+    """`Invalid` (422) when one service's write with its claims is larger than the
+    store's transaction: every ingress port costs two items, a service two more."""
+    size = len(compares) + len(ops)
+    if size > store.max_txn_ops:
+        raise Invalid(
+            ("body", "ports"),
+            f"service {name!r} publishes too many ingress ports for one write: each is "
+            f"claimed in the service's transaction, which takes {size} items here and the "
+            f"store ({store.scheme}) takes at most {store.max_txn_ops} (about "
+            f"{(store.max_txn_ops - 2) // 2} ports). Publish a long range in host mode, "
+            "which is not claimed",
+        )

@@ -26,6 +26,7 @@ from controlplane.api.control.ports import (
     PortTaken,
     Written,
     assign_published_ports,
+    check_fits,
     claim_ops,
     ingress_claims,
     read_claims,
@@ -120,7 +121,9 @@ async def create_service(
         (assigned,) = assign_published_ports([spec], read.specs(), attempt=attempt)
         record = ServiceRecord(id=new_id(), spec=assigned, created=now, updated=now)
         compares, ops = claim_ops(read.claims, [Written(record.id, assigned, None)])
-        result = await store.txn([Compare(key, 0), *compares], [Put(key, record.dump()), *ops])
+        compares, ops = [Compare(key, 0), *compares], [Put(key, record.dump()), *ops]
+        check_fits(store, compares, ops, spec.name)
+        result = await store.txn(compares, ops)
         if result.succeeded:
             return record, result.revision
         if result.found.get(key, 0):
@@ -198,9 +201,9 @@ async def _rewrite(
         updated = next_version(current, spec, now=now, force=force)
         if updated is current:  # nothing to change: no write, no event
             return current, kv.mod_revision
-        result = await store.txn(
-            [Compare(key, kv.mod_revision), *compares], [Put(key, updated.dump()), *ops]
-        )
+        compares, ops = [Compare(key, kv.mod_revision), *compares], [Put(key, updated.dump()), *ops]
+        check_fits(store, compares, ops, name)
+        result = await store.txn(compares, ops)
         if result.succeeded:
             return updated, result.revision
     raise Conflict(f"{KIND} {ref!r} is being changed by others; try again")
