@@ -3,7 +3,9 @@
 The app holds one `ApiContext` (`app.state.context`); routes get it, or a part of it,
 through the typed dependencies in `deps`. Nothing in the API keeps state of its own:
 the store holds the cluster, the mirror a view of it, and this context only points at
-them, which is what lets any manager answer any call.
+them, which is what lets any manager answer any call. The one thing it keeps is derived:
+sorted task lists (`task_lists`), each checked against the mirror's version of what it
+shows on every use.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from controlplane.api.control.task_lists import TaskLists
 from controlplane.api.control.view import ClusterView
 from controlplane.api.metrics import ManagerMetrics
 from discovery import Store
@@ -37,6 +40,8 @@ class ApiContext:
     settle_seconds: float = SETTLE_SECONDS
     #: Set when the manager shuts down: long-lived responses (event streams) end.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    #: `GET /tasks`'s sorted lists, kept while the mirror says they are current.
+    task_lists: TaskLists = field(default_factory=TaskLists, repr=False)
 
     async def settle(self, revision: int) -> None:
         """Wait (bounded) until the mirror has seen `revision`: read-your-writes."""

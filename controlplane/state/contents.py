@@ -123,6 +123,8 @@ class ClusterContents:
     ) -> ClusterContents:
         """Maps built from a listing; `previous` carries the nodes' down-since times."""
         contents = cls()
+        if previous is not None:  # list stamps keep rising: none repeats one from before
+            contents.changes = previous.changes
         for kv in listing.items:
             contents.put(kv.key, kv.value, kv.mod_revision)
         contents.all_changed = listing.revision

@@ -79,7 +79,8 @@ def cursor_of(task: Task) -> str:
     return base64.urlsafe_b64encode(json.dumps(sort_key(task)).encode()).decode()
 
 
-def _after(cursor: str) -> SortKey:
+def after_key(cursor: str) -> SortKey:
+    """The sort key a cursor stands for; `Invalid` when it is not one this API gave."""
     try:
         service, slot, created, task_id = json.loads(base64.urlsafe_b64decode(cursor))
         return (str(service), int(slot), float(created), str(task_id))
@@ -95,7 +96,7 @@ def page(
     """The tasks after the cursor `after`, at most `limit` of them, and the cursor of the
     next page (None: this is the last)."""
     if after is not None:
-        start = _after(after)
+        start = after_key(after)
         found = [item for item in found if sort_key(item.task) > start]
     if limit is None or len(found) <= limit:
         return found, None

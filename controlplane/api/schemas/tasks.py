@@ -3,7 +3,10 @@
 A list of ten thousand tasks is served by `TaskListEncoder`, which keeps each task's
 JSON until its task or status document changes (the mirror replaces a document on
 every change and never mutates one, so identity says "unchanged"): a list costs a join
-of cached bytes, not ten thousand models built, validated and dumped per request.
+of cached bytes, not ten thousand models built, validated and dumped per request. A
+whole kept list (`control.task_lists.TaskList`, one service's tasks or all of them) is
+encoded once: its bytes are kept with it and served again while it is the list the
+mirror's version says is current.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
+from controlplane.api.control.task_lists import MAX_LISTS, TaskList
 from controlplane.api.control.tasks import ObservedTask
 from controlplane.models import Endpoint, Task, TaskState, TaskStatus
 from controlplane.models.task import DesiredState
@@ -64,6 +68,19 @@ class TaskListEncoder:
     def __init__(self, *, max_cached: int = 200_000) -> None:
         self._max_cached = max_cached
         self._cache: dict[str, tuple[Task, TaskStatus | None, bytes]] = {}
+        self._whole: dict[str | None, tuple[TaskList, bytes]] = {}
+
+    def encode_list(self, kept: TaskList) -> bytes:
+        """The whole of a kept list, encoded once for as long as it is kept."""
+        hit = self._whole.get(kept.scope)
+        if hit is not None and hit[0] is kept:
+            return hit[1]
+        body = self.encode(kept.items)
+        self._whole.pop(kept.scope, None)
+        self._whole[kept.scope] = (kept, body)
+        while len(self._whole) > MAX_LISTS + 1:
+            del self._whole[next(iter(self._whole))]
+        return body
 
     def encode(self, items: Sequence[ObservedTask]) -> bytes:
         """`[TaskView, ...]` as JSON, the same bytes FastAPI would give for the models."""
