@@ -26,7 +26,7 @@ import socket
 import time
 from collections.abc import Iterable
 
-from controlplane.agent.mesh.link import Address, Buffer, Link, family, nodelay
+from controlplane.agent.mesh.link import Address, Link, family, nodelay
 from controlplane.agent.mesh.relay import READ, Relay, shared_relay
 from controlplane.models.route import Backend
 
@@ -59,7 +59,6 @@ class PortForwarder:
         self._failed_until: dict[Address, float] = {}
         self._listener: socket.socket | None = None
         self._relay = relay if relay is not None else shared_relay()
-        self._buffer = Buffer()  # the relay thread's, for this port's connections
         #: Connections relayed to their first backend, handed to another one after a
         #: backend closed without answering, and closed because no backend answered.
         self.relayed = 0
@@ -132,7 +131,7 @@ class PortForwarder:
                 return
             client.setblocking(False)
             nodelay(client)
-            Link(self, self._relay, self._buffer, client).connect()
+            Link(self, self._relay, client).connect()
 
     def no_backend_answered(self) -> None:
         if self._backends:
