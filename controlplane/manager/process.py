@@ -4,6 +4,7 @@
                                          ├─> leader loop ──(while leading)──> reconciler,
                                          │                                    routing tables
                                          ├─> leader-change counter
+                                         ├─> heap keeper (gc.freeze, see `heap`)
                                          └─> API server (every manager serves)
 
 Every manager serves the whole API, leader or not: reads come from its mirror, writes of
@@ -31,6 +32,7 @@ from controlplane.api.main import create_app
 from controlplane.api.metrics import ManagerMetrics
 from controlplane.dockerapi.app import create_docker_app
 from controlplane.manager.config import ManagerConfig
+from controlplane.manager.heap import HeapKeeper
 from controlplane.manager.leading import LeaderDuty, LeaderLoop
 from controlplane.manager.registration import Registration
 from controlplane.manager.routes import RouteWriter
@@ -134,6 +136,7 @@ class Manager:
             asyncio.create_task(registration.run(), name="registration"),
             asyncio.create_task(self.leader_loop.run(), name="leader loop"),
             asyncio.create_task(self._count_leader_changes(mirror), name="leader changes"),
+            asyncio.create_task(HeapKeeper().run(), name="heap keeper"),
         }
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="api server")
         if self._docker_sock is not None:  # the Docker Engine API, on its own listener
