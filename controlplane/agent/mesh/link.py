@@ -225,7 +225,10 @@ class Link:
             backend = socket.socket(family(address[0]), socket.SOCK_STREAM)
             backend.setblocking(False)
             nodelay(backend)
-            error = backend.connect_ex(address)
+            try:
+                error = backend.connect_ex(address)
+            except OSError as exc:  # a name that does not resolve, and the like
+                error = exc.errno or errno.EINVAL
             if error and error not in _CONNECTING:
                 backend.close()
                 forwarder.mark_failed(address, os.strerror(error))
