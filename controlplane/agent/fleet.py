@@ -8,11 +8,17 @@ sleeping coroutines (no thread of its own), renewals are spread by jitter, the n
 task watches are served by one shared store watch (`shared_watch`: the file store polls
 per watch), and registration runs a bounded number of nodes at a time so that a
 thousand nodes starting at once do not queue a thousand transactions on the store.
+
+Once every node is registered, the fleet's objects (a thousand agents, their runtimes,
+heartbeats and coroutines) are moved out of the garbage collector's sight
+(`gc.freeze()`): they live as long as the process, and otherwise every full collection
+walks them again while the nodes take up thousands of tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -69,6 +75,17 @@ class HollowFleet:
         """Create and register every node; raises what the first failing node raised."""
         if self.agents:
             return
+        await self._create()
+        limit = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def start_one(agent: Agent) -> None:
+            async with limit:
+                await agent.start()
+
+        await asyncio.gather(*(start_one(agent) for agent in self.agents))
+        self._registered()
+
+    async def _create(self) -> None:
         if self._store is None:
             assert self._discovery is not None
             self._store = await open_store(self._discovery)
@@ -89,33 +106,50 @@ class HollowFleet:
             )
             for index in range(self.count)
         ]
-        limit = asyncio.Semaphore(START_CONCURRENCY)
 
-        async def start_one(agent: Agent) -> None:
-            async with limit:
-                await agent.start()
-
-        await asyncio.gather(*(start_one(agent) for agent in self.agents))
+    def _registered(self) -> None:
         log.info("%d hollow nodes registered", len(self.agents))
+        gc.collect()
+        gc.freeze()
 
     async def run(self) -> None:
-        """Start every node, then run them all until `stop()` (or one fails)."""
+        """Register every node, then run them all until `stop()` (or one fails).
+
+        Each node runs (heartbeat first) as soon as it is registered: registering a
+        thousand nodes can take longer than a lease's TTL on a busy machine, and the
+        first ones must not lose their leases waiting for the last.
+        """
+        starting: set[asyncio.Task[None]] = set()
+        runs: list[asyncio.Task[None]] = []
         try:
-            starting = asyncio.create_task(self.start())
-            stopping = asyncio.create_task(self._stopping.wait())
-            await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
-            if not starting.done():  # stopped while nodes were still registering
-                starting.cancel()
-                await asyncio.gather(starting, return_exceptions=True)
-                return
-            stopping.cancel()
-            starting.result()
-            runs = [asyncio.create_task(agent.run()) for agent in self.agents]
+            if not self.agents:
+                await self._create()
+            limit = asyncio.Semaphore(START_CONCURRENCY)
+            waiting = len(self.agents)
+
+            async def start_and_run(agent: Agent) -> None:
+                nonlocal waiting
+                async with limit:
+                    if self._stopping.is_set():
+                        return
+                    await agent.start()
+                starting.discard(asyncio.current_task())  # type: ignore[arg-type]
+                waiting -= 1
+                if waiting == 0:
+                    self._registered()
+                await agent.run()
+
+            for agent in self.agents:
+                run = asyncio.create_task(start_and_run(agent))
+                starting.add(run)
+                runs.append(run)
             stopping = asyncio.create_task(self._stopping.wait())
             try:
                 await asyncio.wait([*runs, stopping], return_when=asyncio.FIRST_COMPLETED)
             finally:
                 await asyncio.gather(*(agent.stop() for agent in self.agents))
+                for run in starting:  # stopped while still registering: leave no key behind
+                    run.cancel()
                 stopping.cancel()
                 results = await asyncio.gather(*runs, stopping, return_exceptions=True)
             for result in results:

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from controlplane import keys
+from controlplane.agent import fleet as fleet_module
 from controlplane.agent.fleet import HollowFleet
 from controlplane.agent.heartbeat import renewer_for
 from controlplane.agent.runtime_factory import RuntimeOptions, runtime_factory
 from controlplane.agent.shared_watch import SharedTaskWatch
 from controlplane.models.task import TaskState
-from discovery import Event, RevisionCompacted, Store, open_store
-from tests.agent.conftest import eventually, make_task, put_task, state_is
+from discovery import Event, Lease, RevisionCompacted, Store, open_store
+from tests.agent.conftest import FlakyStore, eventually, make_task, put_task, state_is
 
 
 @pytest.fixture
@@ -148,3 +149,48 @@ async def test_fleet_renews_its_leases_together_and_a_lost_one_is_its_nodes_alon
     finally:
         await fleet.stop()
         await running
+
+
+class SlowGrants(FlakyStore):
+    """Every lease grant takes 0.1 s: a store on a busy machine."""
+
+    async def grant(self, ttl: float) -> Lease:
+        await asyncio.sleep(0.1)
+        return await super().grant(ttl)
+
+
+async def test_nodes_heartbeat_while_the_rest_of_the_fleet_still_registers(
+    plain_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fleet_module, "START_CONCURRENCY", 1)
+    store = SlowGrants(plain_store)
+    state_dir = tmp_path / "fleet"
+    fleet = HollowFleet(
+        count=25,  # registered one at a time: 2.5 s, more than two lease TTLs
+        state_dir=state_dir,
+        advertise_addr="127.0.0.8",
+        runtime=lambda index: runtime_factory(
+            RuntimeOptions(name="hollow", advertise_addr="127.0.0.8", state_dir=state_dir)
+        ),
+        store=store,
+        heartbeat_period=0.3,  # TTL: the store's minimum, 1 s
+    )
+    running = asyncio.create_task(fleet.run())
+    try:
+
+        async def all_up() -> bool:
+            if running.done():
+                running.result()
+            heartbeats = [agent.heartbeat for agent in fleet.agents]
+            return len(heartbeats) == 25 and all(h is not None for h in heartbeats)
+
+        await eventually(all_up, within=15.0, what="25 nodes registered")
+        await asyncio.sleep(1.0)
+        for index, agent in enumerate(fleet.agents):
+            assert agent.heartbeat is not None
+            assert agent.heartbeat.registrations == 1, f"node {index} lost its lease"
+        assert len((await plain_store.list(keys.NODES)).items) == 25
+    finally:
+        await fleet.stop()
+        await running
+    assert (await plain_store.list(keys.NODES)).items == []
