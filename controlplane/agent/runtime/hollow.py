@@ -26,7 +26,12 @@ HOLLOW_VERSION = "hollow"
 
 
 class HollowRuntime(Runtime):
-    """Pretends to run tasks; `changes()` announces what `ensure`/`stop`/`exit_task` did."""
+    """Pretends to run tasks; `changes()` announces what `stop`/`exit_task`/`remove` did.
+
+    A start is not announced: `ensure` returns the unit already running, which is all an
+    agent would learn from the announcement, and at ten thousand tasks the extra look at
+    every started task is a good part of a fleet's work.
+    """
 
     name = "hollow"
 
@@ -76,8 +81,7 @@ class HollowRuntime(Runtime):
             started_at=time.time(),
         )
         self._units[task.id] = unit
-        self._feed.publish(task.id)
-        return unit
+        return unit  # not announced: it is running already, and `ensure` says so
 
     async def stop(self, task_id: str, *, grace: float) -> Observed | None:
         unit = self._units.get(task_id)

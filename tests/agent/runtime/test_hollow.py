@@ -39,6 +39,8 @@ async def test_a_thousand_hollow_nodes_cost_no_threads_or_tasks() -> None:
     for index, node in enumerate(nodes):
         unit = await node.ensure(hollow_task(f"t{index}", f"n{index}"))
         assert unit.state is TaskState.RUNNING
+    for index, node in enumerate(nodes):  # an exit is announced (a start needs not be)
+        node.exit_task(f"t{index}", exit_code=1)
     for index, stream in enumerate(streams):
         assert await asyncio.wait_for(anext(stream), 1) == f"t{index}"
 
