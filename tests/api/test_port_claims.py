@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from controlplane import keys
-from controlplane.api.control.ports import PortClaim
+from controlplane.api.control.ports import PortClaim, Written, claims_for
 from controlplane.dockerapi.app import create_docker_app
 from controlplane.models import ServiceSpec
 from controlplane.models.service import ServiceRecord
@@ -283,3 +283,21 @@ async def test_more_ingress_ports_than_one_transaction_holds_is_a_422(
     grown = await cluster.client.post("/services/wide/update", json=spec("wide", *many))
     assert grown.status_code == 200, grown.text
     assert await published(cluster, "wide") == list(range(30000, 30032))
+
+
+async def test_a_claim_made_after_the_services_were_listed_starts_the_write_again(
+    cluster: Api,
+) -> None:
+    """A writer that listed the services before another service claimed its port finds
+    the claim backed by a later listing: it must read again, not replace the claim."""
+    wanted = ServiceSpec.model_validate(spec("late", {"target": 80, "published": 8080}))
+    writing = [Written("late-id", wanted, None)]
+    assert await claims_for(cluster.store, writing) == {}  # free: claim it at revision 0
+
+    await cluster.client.post("/services", json=spec("web", {"target": 80, "published": 8080}))
+    assert await claims_for(cluster.store, writing) is None  # web's claim is live
+
+    await cluster.store.delete(keys.service("web"))  # as a manager older than claims did
+    stale = await claims_for(cluster.store, writing)
+    assert stale is not None
+    assert [found.claim.service for found in stale.values() if found.claim] == ["web"]

@@ -27,16 +27,19 @@ one of the lowest free ones, so that many racing creates spread out). A new host
 port is written only if the claim key is as read (absent), so it cannot slip in under a
 claim made meanwhile.
 
-The services are listed after the claims, so a claim the listing does not back (its
-service gone, or no longer publishing the port in ingress mode: left by a manager older
-than claims) is stale: the port counts as free, and the claim is replaced under a
-compare on its revision. Services created before claims existed hold none: the check
-against the listed services still keeps their ports, and their next update or rollback
-claims them (a scale leaves ports alone).
+A write lists the services, decides, then reads only the claim keys it touches (one
+get each). A claim of another service is confirmed by a second listing, made after that
+read: if it shows the service publishing the port, the claim was made meanwhile and the
+write starts again; if not, the claim is stale (its service gone or no longer
+publishing the port in ingress mode, as a manager older than claims leaves behind) and
+is replaced under a compare on its revision. Services created before claims existed
+hold none: the check against the listed services still keeps their ports, and their
+next update or rollback claims them (a scale leaves ports alone).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -79,14 +82,13 @@ class ClaimKey:
 
 
 @dataclass(frozen=True, slots=True)
-class PortsRead:
-    """What one write decides its ports from: the claims, then every service, as read."""
+class Written:
+    """One service in a write: its id, the spec written, the spec it replaces (None for
+    a new service, or the spec as stored for an update or a removal)."""
 
-    claims: dict[Claim, ClaimKey]
-    services: dict[str, tuple[ServiceRecord, int]]  # name -> (record, mod_revision)
-
-    def specs(self) -> dict[str, ServiceSpec]:
-        return {name: record.spec for name, (record, _) in self.services.items()}
+    service_id: str
+    spec: ServiceSpec | None  # None: the service is removed
+    previous: ServiceSpec | None
 
 
 def claim_key(claim: Claim) -> str:
@@ -112,35 +114,79 @@ def _host_ports(spec: ServiceSpec) -> set[Claim]:
 
 # --- reading ----------------------------------------------------------------------------
 
-
-async def read_claims(store: Store) -> dict[Claim, ClaimKey]:
-    listing = await store.list(keys.PORTS)
-    claims: dict[Claim, ClaimKey] = {}
-    for kv in listing.items:
-        protocol, _, number = kv.key[len(keys.PORTS) :].partition("/")
-        if not number.isdigit():
-            continue
-        try:
-            document: PortClaim | None = PortClaim.load(kv.value)
-        except (ValidationError, ValueError):
-            document = None
-        claims[(protocol, int(number))] = ClaimKey(document, kv.mod_revision)
-    return claims
+#: Every service by name, with its key's mod_revision, as one listing read them.
+Services = dict[str, tuple[ServiceRecord, int]]
 
 
-async def read_ports(store: Store) -> PortsRead:
-    """The claims, then the services. In that order: a claim written in between shows
-    with its service, and one deleted in between has lost its service (it is stale)."""
-    claims = await read_claims(store)
+async def read_services(store: Store) -> Services:
     listing = await store.list(keys.SERVICES)
-    services: dict[str, tuple[ServiceRecord, int]] = {}
+    services: Services = {}
     for kv in listing.items:
         try:
             record = ServiceRecord.load(kv.value)
         except (ValidationError, ValueError):
             continue
         services[record.spec.name] = (record, kv.mod_revision)
-    return PortsRead(claims=claims, services=services)
+    return services
+
+
+def specs_of(services: Services) -> dict[str, ServiceSpec]:
+    return {name: record.spec for name, (record, _) in services.items()}
+
+
+async def read_claims(store: Store, ports: Iterable[Claim]) -> dict[Claim, ClaimKey]:
+    """The claim keys of `ports` that exist, read concurrently."""
+    wanted = sorted(set(ports))
+    found = await asyncio.gather(*(store.get(claim_key(port)) for port in wanted))
+    claims: dict[Claim, ClaimKey] = {}
+    for port, kv in zip(wanted, found, strict=True):
+        if kv is None:
+            continue
+        try:
+            document: PortClaim | None = PortClaim.load(kv.value)
+        except (ValidationError, ValueError):
+            document = None
+        claims[port] = ClaimKey(document, kv.mod_revision)
+    return claims
+
+
+def touched(written: Iterable[Written]) -> set[Claim]:
+    """The claim keys a write reads: every ingress port of the new and the old specs,
+    and the host-mode ports (guarded by their claim key)."""
+    ports: set[Claim] = set()
+    for item in written:
+        for spec in (item.spec, item.previous):
+            if spec is not None:
+                ports |= ingress_claims(spec) | _host_ports(spec)
+    return ports
+
+
+async def claims_for(store: Store, written: Sequence[Written]) -> dict[Claim, ClaimKey] | None:
+    """The claim keys `written` touches, read after the services it was decided from.
+
+    A claim of a service outside the write is confirmed by listing the services again:
+    if that later listing shows the service publishing the port, the claim was made
+    after the first listing (a lost race: None, read everything again); if not, the
+    claim is stale and `claim_ops` replaces it at the revision read here.
+    """
+    claims = await read_claims(store, touched(written))
+    ids = {item.service_id for item in written}
+    foreign = {
+        port: found.claim
+        for port, found in claims.items()
+        if found.claim is not None and found.claim.service_id not in ids
+    }
+    if foreign:
+        later = await read_services(store)
+        for port, claim in foreign.items():
+            holder = later.get(claim.service)
+            if (
+                holder is not None
+                and holder[0].id == claim.service_id
+                and port in ingress_claims(holder[0].spec)
+            ):
+                return None
+    return claims
 
 
 # --- deciding (pure) --------------------------------------------------------------------
@@ -237,16 +283,6 @@ def _free(protocol: str, taken: Mapping[Claim, object], own: set[Claim], *, spre
             "publish; give a published port"
         )
     return number
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    """One service in a write: its id, the spec written, the spec it replaces (None for
-    a new service, or the spec as stored for an update or a removal)."""
-
-    service_id: str
-    spec: ServiceSpec | None  # None: the service is removed
-    previous: ServiceSpec | None
 
 
 def claim_ops(

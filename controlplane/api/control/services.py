@@ -28,9 +28,11 @@ from controlplane.api.control.ports import (
     assign_published_ports,
     check_fits,
     claim_ops,
+    claims_for,
     ingress_claims,
     read_claims,
-    read_ports,
+    read_services,
+    specs_of,
 )
 from controlplane.api.control.validation import validate_spec
 from controlplane.api.control.view import ClusterView
@@ -115,12 +117,16 @@ async def create_service(
             raise _exists(spec.name)
         return record, revision
     for attempt in range(writes.ATTEMPTS):
-        read = await read_ports(store)
-        if spec.name in read.services:
+        services = await read_services(store)
+        if spec.name in services:
             raise _exists(spec.name)
-        (assigned,) = assign_published_ports([spec], read.specs(), attempt=attempt)
+        (assigned,) = assign_published_ports([spec], specs_of(services), attempt=attempt)
         record = ServiceRecord(id=new_id(), spec=assigned, created=now, updated=now)
-        compares, ops = claim_ops(read.claims, [Written(record.id, assigned, None)])
+        written = [Written(record.id, assigned, None)]
+        claims = await claims_for(store, written)
+        if claims is None:
+            continue  # a port was claimed meanwhile
+        compares, ops = claim_ops(claims, written)
         compares, ops = [Compare(key, 0), *compares], [Put(key, record.dump()), *ops]
         check_fits(store, compares, ops, spec.name)
         result = await store.txn(compares, ops)
@@ -191,16 +197,21 @@ async def _rewrite(
             raise NotFound(KIND, ref)
         current = ServiceRecord.load(kv.value)
         spec = new_spec(current)
-        compares: list[Compare] = []
-        ops: list[Op] = []
-        if spec.ports or current.spec.ports:
-            read = await read_ports(store)
-            stored = {**read.specs(), name: current.spec}
+        ported = bool(spec.ports or current.spec.ports)
+        if ported:
+            stored = {**specs_of(await read_services(store)), name: current.spec}
             (spec,) = assign_published_ports([spec], stored, attempt=attempt)
-            compares, ops = claim_ops(read.claims, [Written(current.id, spec, current.spec)])
         updated = next_version(current, spec, now=now, force=force)
         if updated is current:  # nothing to change: no write, no event
             return current, kv.mod_revision
+        compares: list[Compare] = []
+        ops: list[Op] = []
+        if ported:
+            written = [Written(current.id, spec, current.spec)]
+            claims = await claims_for(store, written)
+            if claims is None:
+                continue  # a port was claimed meanwhile
+            compares, ops = claim_ops(claims, written)
         compares, ops = [Compare(key, kv.mod_revision), *compares], [Put(key, updated.dump()), *ops]
         check_fits(store, compares, ops, name)
         result = await store.txn(compares, ops)
@@ -265,7 +276,8 @@ async def _releases(store: Store, value: bytes) -> list[Op]:
         return []
     if not ingress_claims(record.spec):
         return []
-    _, ops = claim_ops(await read_claims(store), [Written(record.id, None, record.spec)])
+    claims = await read_claims(store, ingress_claims(record.spec))
+    _, ops = claim_ops(claims, [Written(record.id, None, record.spec)])
     return ops
 
 
@@ -285,15 +297,15 @@ async def deploy_services(
     for index, spec in enumerate(specs):
         validate_spec(spec, loc=("body", index))
     for attempt in range(writes.ATTEMPTS):
-        read = await read_ports(store)
-        published = assign_published_ports(specs, read.specs(), attempt=attempt)
+        services = await read_services(store)
+        published = assign_published_ports(specs, specs_of(services), attempt=attempt)
         compares: list[Compare] = []
         ops: list[Op] = []
         written: list[Written] = []
         records: list[ServiceRecord] = []
         for index, spec in enumerate(published):
             key = keys.service(spec.name)
-            found = read.services.get(spec.name)
+            found = services.get(spec.name)
             if found is None:
                 record = ServiceRecord(id=new_id(), spec=spec, created=now, updated=now)
                 compares.append(Compare(key, 0))
@@ -312,7 +324,10 @@ async def deploy_services(
                     ops.append(Put(key, record.dump()))
                     written.append(Written(record.id, spec, current.spec))
             records.append(record)
-        claim_compares, claim_writes = claim_ops(read.claims, written)
+        claims = await claims_for(store, written)
+        if claims is None:
+            continue  # a port was claimed meanwhile
+        claim_compares, claim_writes = claim_ops(claims, written)
         result = await store.txn([*compares, *claim_compares], [*ops, *claim_writes])
         if result.succeeded:
             return records, result.revision

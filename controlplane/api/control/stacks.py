@@ -33,7 +33,10 @@ from controlplane.api.control.ports import (
     Written,
     assign_published_ports,
     claim_ops,
-    read_ports,
+    claims_for,
+    read_claims,
+    read_services,
+    touched,
 )
 from controlplane.api.control.services import ServiceState, list_services, next_version
 from controlplane.api.control.tasks import ObservedTask, TaskFilter, list_tasks
@@ -117,8 +120,7 @@ async def deploy_stack(
     wanted = check_specs(name, specs)
     names = {spec.name for spec in wanted}
     for attempt in range(writes.ATTEMPTS):
-        read = await read_ports(store)
-        current = read.services
+        current = await read_services(store)
         # Published ports as `POST /services` gives them (auto-assigned, never claimed
         # twice), against the same listing; services that prune removes free theirs.
         doomed = {
@@ -172,7 +174,10 @@ async def deploy_stack(
             ops.append(Delete(keys.service(service)))
             written.append(Written(record.id, None, record.spec))
             out.removed.append(service)
-        claim_compares, claim_writes = claim_ops(read.claims, written)
+        claims = await claims_for(store, written)
+        if claims is None:
+            continue  # a port was claimed meanwhile
+        claim_compares, claim_writes = claim_ops(claims, written)
         compares += claim_compares
         ops += claim_writes
         size = len(compares) + len(ops)
@@ -209,13 +214,17 @@ class _Removal:
 async def remove_stack(store: Store, name: str) -> tuple[list[str], int]:
     """Delete every service of the stack, each with its port claims; the names removed
     and the last revision."""
-    read = await read_ports(store)
+    doomed = [
+        (service, record, revision)
+        for service, (record, revision) in (await read_services(store)).items()
+        if record.spec.stack == name
+    ]
+    claims = await read_claims(store, touched(Written(r.id, None, r.spec) for _, r, _ in doomed))
     removals: list[_Removal] = []
-    for service, (record, revision) in read.services.items():
-        if record.spec.stack == name:
-            key = keys.service(service)
-            _, releases = claim_ops(read.claims, [Written(record.id, None, record.spec)])
-            removals.append(_Removal(service, Compare(key, revision), [Delete(key), *releases]))
+    for service, record, revision in doomed:
+        key = keys.service(service)
+        _, releases = claim_ops(claims, [Written(record.id, None, record.spec)])
+        removals.append(_Removal(service, Compare(key, revision), [Delete(key), *releases]))
     if not removals:
         raise NotFound(KIND, name)
     removed: list[str] = []
