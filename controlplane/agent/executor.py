@@ -429,7 +429,7 @@ class Executor:
         elif unit is not None and unit.needs_stop:
             await self._stop_failed(slot, task, unit)
         elif task.desired_state is DesiredState.SHUTDOWN:
-            await self._shut_down(slot, task)
+            await self._shut_down(slot, task, unit)
         else:
             await self._keep_running(slot, task, sighting)
 
@@ -469,7 +469,8 @@ class Executor:
         unit = sighting.unit if sighting is not None else None
         reported = slot.reported
         if reported is not None and reported.state.terminal:
-            return  # final: never restarted here
+            await self._stop_leftover(slot, task, unit)  # final: never restarted here
+            return
         if unit is not None and unit.state is not TaskState.STARTING:
             await self._report_unit(slot, unit)
             return
@@ -514,8 +515,30 @@ class Executor:
                 "node %s: failed task %s could not be stopped: %s", self.node_id, task.id, exc
             )
 
-    async def _shut_down(self, slot: _Slot, task: Task) -> None:
+    async def _stop_leftover(self, slot: _Slot, task: Task, unit: Observed | None) -> None:
+        """Stop a unit still alive under a task already reported final, keeping that status.
+
+        A final task has a successor (or none is wanted); its unit running on would put
+        its slot twice on the cluster. It happens when a start failed after the unit was
+        created, or a status was written by an agent that lost sight of its unit.
+        """
+        if unit is None or unit.state.terminal:
+            return
+        log.info(
+            "node %s: task %s is %s but its unit still runs; stopping it",
+            self.node_id,
+            task.id,
+            slot.reported.state.value if slot.reported is not None else "final",
+        )
+        try:
+            async with self._acting(slot):
+                await self._runtime.stop(task.id, grace=task.spec.stop_grace_seconds)
+        except Exception as exc:
+            log.warning("node %s: task %s could not be stopped: %s", self.node_id, task.id, exc)
+
+    async def _shut_down(self, slot: _Slot, task: Task, unit: Observed | None) -> None:
         if slot.reported is not None and slot.reported.state.terminal:
+            await self._stop_leftover(slot, task, unit)
             return
         try:
             async with self._acting(slot):

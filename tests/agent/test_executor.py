@@ -243,3 +243,35 @@ async def test_a_unit_that_never_finished_starting_is_started_not_recreated(
     running = await eventually(lambda: state_is(agent_store, task.id, TaskState.RUNNING))
     assert running.container_id == created
     assert fake_runtime.starts == []  # nothing new was created
+
+
+async def test_a_unit_still_running_under_a_failed_task_is_stopped_and_the_failure_kept(
+    agent_store: FlakyStore, agents: AgentRunner, fake_runtime: FakeRuntime
+) -> None:
+    """A task reported final has a successor; its unit running on would run its slot
+    twice. Whether the task is still meant to run (history) or meant to shut down, the
+    agent stops the unit and leaves the failure as the task's last word."""
+    first = await agents.start(agents.agent(fake_runtime))
+    history, retired = make_task(first.node_id), make_task(first.node_id)
+    for task in (history, retired):
+        await put_task(agent_store, task)
+        await eventually(lambda t=task: state_is(agent_store, t.id, TaskState.RUNNING))
+    await agents.stop(first)
+    for task in (history, retired):  # written final while the units run on
+        running = await status_of(agent_store, task.id)
+        assert running is not None
+        failed = running.model_copy(update={"state": TaskState.FAILED, "error": "lost"})
+        await agent_store.put(keys.status(task.id), failed.dump())
+    await set_desired(agent_store, retired, DesiredState.SHUTDOWN)
+
+    await agents.start(agents.agent(fake_runtime, resync=0.2))
+
+    async def both_stopped() -> bool:
+        return all(fake_runtime.units[t.id].state.terminal for t in (history, retired))
+
+    await eventually(both_stopped, what="the leftover units stopped")
+    for task in (history, retired):
+        final = await status_of(agent_store, task.id)
+        assert final is not None
+        assert (final.state, final.error) == (TaskState.FAILED, "lost")
+    assert sorted(fake_runtime.starts) == sorted([history.id, retired.id])  # none restarted
