@@ -233,3 +233,38 @@ async def test_a_backend_that_never_answers_the_connect_is_skipped_after_the_tim
         for filler in fillers:
             filler.close()
         stuck.close()
+
+
+async def test_a_handed_over_client_reaches_the_next_backend_with_one_proxy_line() -> None:
+    """The first backend hangs up without a byte; the next one gets the PROXY line once,
+    then everything the client sent, as if it had been the first."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.close()
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.read())
+        writer.close()
+
+    async with serving(hang_up) as closing, serving(echo) as alive:
+        forwarder = PortForwarder(
+            address=HOST,
+            port=0,
+            backends=[Backend(host=HOST, port=closing), Backend(host=HOST, port=alive)],
+            proxy_protocol=True,
+        )
+        await forwarder.start()
+        port = forwarder.bound_port
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port)
+            client_port = writer.get_extra_info("sockname")[1]
+            writer.write(b"GET / HTTP/1.0\r\n\r\n")
+            writer.write_eof()
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+        finally:
+            forwarder.close()
+    header = f"PROXY TCP4 {HOST} {HOST} {client_port} {port}\r\n".encode()
+    assert answer == header + b"GET / HTTP/1.0\r\n\r\n"
+    assert forwarder.retried == 1

@@ -121,6 +121,8 @@ class PortForwarder:
         listener.close()
 
     def _accept(self, listener: socket.socket, mask: int) -> None:
+        if listener is not self._listener:  # shut down by close(); `_unlisten` follows
+            return
         for _ in range(64):  # a burst of connections, without starving the relay
             try:
                 client, _ = listener.accept()
