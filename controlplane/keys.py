@@ -6,7 +6,7 @@ to `tasks/<node-id>/<task-id>` in one transaction under the same id. `routes/<se
 (leader-written, fenced) is the routing mesh's table of a service's running endpoints.
 `ports/<protocol>/<number>` (written by any manager, with the service record in one
 transaction) claims an ingress-published port for one service (see
-`controlplane.api.control.ports`).
+`controlplane.api.control.port_claims`).
 
 Every key is relative to the cluster prefix (the path of the discovery URL); the store
 backend adds the prefix. The table in docs/DESIGN.md lists who writes each key and for

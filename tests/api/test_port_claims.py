@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from controlplane import keys
-from controlplane.api.control.ports import PortClaim, Written, claims_for
+from controlplane.api.control.port_claims import PortClaim, Written, claims_for
 from controlplane.dockerapi.app import create_docker_app
 from controlplane.models import ServiceSpec
 from controlplane.models.service import ServiceRecord

@@ -10,7 +10,8 @@ import pytest
 
 from controlplane import keys
 from controlplane.api.control.errors import Conflict
-from controlplane.api.control.ports import PortClaim, PortTaken
+from controlplane.api.control.port_claims import PortClaim
+from controlplane.api.control.ports import PortTaken
 from controlplane.api.control.services import create_service
 from controlplane.api.control.stacks import deploy_stack, remove_stack
 from controlplane.models import PortConfig, ServiceSpec

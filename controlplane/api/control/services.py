@@ -22,18 +22,16 @@ from controlplane import keys
 from controlplane.api.control import writes
 from controlplane.api.control.errors import Ambiguous, Conflict, Invalid, NotFound
 from controlplane.api.control.ids import new_id
-from controlplane.api.control.ports import (
-    PortTaken,
+from controlplane.api.control.port_claims import (
     Written,
-    assign_published_ports,
     check_fits,
     claim_ops,
     claims_for,
-    ingress_claims,
     read_claims,
     read_services,
     specs_of,
 )
+from controlplane.api.control.ports import PortTaken, assign_published_ports, ingress_claims
 from controlplane.api.control.validation import validate_spec
 from controlplane.api.control.view import ClusterView
 from controlplane.models import ServiceMode, ServiceSpec

@@ -29,15 +29,15 @@ from controlplane import keys
 from controlplane.api.control import writes
 from controlplane.api.control.errors import Conflict, Invalid, NotFound
 from controlplane.api.control.ids import new_id
-from controlplane.api.control.ports import (
+from controlplane.api.control.port_claims import (
     Written,
-    assign_published_ports,
     claim_ops,
     claims_for,
     read_claims,
     read_services,
     touched,
 )
+from controlplane.api.control.ports import assign_published_ports
 from controlplane.api.control.services import ServiceState, list_services, next_version
 from controlplane.api.control.tasks import ObservedTask, TaskFilter, list_tasks
 from controlplane.api.control.validation import validate_spec
