@@ -268,3 +268,24 @@ async def test_a_handed_over_client_reaches_the_next_backend_with_one_proxy_line
     header = f"PROXY TCP4 {HOST} {HOST} {client_port} {port}\r\n".encode()
     assert answer == header + b"GET / HTTP/1.0\r\n\r\n"
     assert forwarder.retried == 1
+
+
+async def test_a_client_that_stops_reading_gets_every_byte_when_it_reads_again() -> None:
+    """A download larger than every buffer on the way while the client reads nothing: the
+    relay holds what the client cannot take (back-pressure), and drops or reorders
+    nothing when it reads again."""
+    payload = bytes(range(256)) * (8 * 4096)  # 8 MiB
+
+    async def firehose(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(payload)
+        await writer.drain()
+        writer.close()
+
+    async with serving(firehose) as port, forwarding(port) as forwarder:
+        reader, writer = await asyncio.open_connection(HOST, forwarder.bound_port, limit=1024)
+        writer.transport.pause_reading()  # the client reads nothing for a while
+        await asyncio.sleep(0.5)
+        writer.transport.resume_reading()
+        received = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    assert received == payload
