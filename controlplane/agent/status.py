@@ -24,6 +24,7 @@ so its transitions are written in order, each in its own transaction.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import weakref
 from collections.abc import Awaitable
@@ -50,7 +51,7 @@ class StatusBatcher:
     def __init__(self, store: Store, *, window: float = BATCH_WINDOW) -> None:
         self._store = store
         self._window = window
-        self._queue: list[tuple[Op, asyncio.Future[None]]] = []
+        self._queue: collections.deque[tuple[Op, asyncio.Future[None]]] = collections.deque()
         self._sender: asyncio.Task[None] | None = None
         #: Transactions sent, and writes they carried: for tests and benchmarks.
         self.transactions = 0
@@ -75,27 +76,28 @@ class StatusBatcher:
                     future.cancel()
 
     def _take(self) -> list[tuple[Op, list[asyncio.Future[None]]]]:
-        """The next batch: at most the store's limit of keys, in order of first arrival.
+        """The next batch from the front of the queue: at most the store's limit of keys.
 
         Several writes of one key waiting together become one: the last of them, which
         settles every one of their futures when it lands (only the latest status
         matters, and nobody can tell it apart from the earlier ones written just before).
+        Only the front is looked at (thousands may wait behind a batch of 128 on etcd).
         """
         batch: dict[str, tuple[Op, list[asyncio.Future[None]]]] = {}
-        rest: list[tuple[Op, asyncio.Future[None]]] = []
+        queue = self._queue
         limit = self._store.max_txn_ops
-        for op, future in self._queue:
-            if future.done():  # its reporter gave up waiting and kept the status
-                continue
-            queued = batch.get(op.key)
-            if queued is not None:
-                queued[1].append(future)
-                batch[op.key] = (op, queued[1])
-            elif len(batch) < limit:
-                batch[op.key] = (op, [future])
-            else:
-                rest.append((op, future))
-        self._queue = rest
+        while queue:
+            op, future = queue[0]
+            if not future.done():  # done: its reporter gave up waiting and kept the status
+                queued = batch.get(op.key)
+                if queued is not None:
+                    queued[1].append(future)
+                    batch[op.key] = (op, queued[1])
+                elif len(batch) < limit:
+                    batch[op.key] = (op, [future])
+                else:
+                    break
+            queue.popleft()
         return list(batch.values())
 
     async def _send_one(self, batch: list[tuple[Op, list[asyncio.Future[None]]]]) -> None:
