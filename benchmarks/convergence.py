@@ -326,6 +326,8 @@ def at_scale(
         page = timed(lambda: manager.get("/tasks", service=name, limit=500), 10)
         listed = manager.get("/tasks", service=name)
         created = [float(t["created"]) for t in listed]
+        # `updated` is when the fleet made a task's latest status: here, running
+        reported = sorted(float(t["updated"] or "nan") - wall0 for t in listed)
         return {
             "tasks": float(len(listed)),  # more than the replicas: some were replaced
             "page_p50": median(page),
@@ -335,6 +337,8 @@ def at_scale(
             "rss_mb": rss,
             "services_p50": median(services),
             "tasks_p50": median(tasks),
+            "running_half_s": reported[len(reported) // 2],
+            "running_last_s": reported[-1],
             "fleet_cpu_s": cpu1[0] - cpu0[0],
             "manager_cpu_s": cpu1[1] - cpu0[1],
         }
@@ -439,6 +443,10 @@ def main() -> None:
                 f"GET /tasks?service=&limit=500 p50 {r['page_p50'] * 1000:.0f} ms; "
                 f"{r['tasks']:.0f} tasks listed (replacements if more than {replicas}); "
                 f"load average {r['load']:.1f} at the end"
+            )
+            say(
+                f"  {store}: the fleet reported half the tasks running after "
+                f"{r['running_half_s']:.1f} s, the last after {r['running_last_s']:.1f} s"
             )
             say(
                 f"  {store}: CPU seconds from the create call until all ran: hollow fleet "
