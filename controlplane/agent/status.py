@@ -43,6 +43,8 @@ T = TypeVar("T")
 FLUSH_BATCH = 64
 #: Seconds a batcher waits for more writes before it sends what it has.
 BATCH_WINDOW = 0.005
+#: Transactions a batcher has in flight at once (never two holding the same key).
+BATCHES_IN_FLIGHT = 4
 
 
 class StatusBatcher:
@@ -53,6 +55,7 @@ class StatusBatcher:
         self._window = window
         self._queue: collections.deque[tuple[Op, asyncio.Future[None]]] = collections.deque()
         self._sender: asyncio.Task[None] | None = None
+        self._in_flight: set[str] = set()  # keys of the transactions being sent
         #: Transactions sent, and writes they carried: for tests and benchmarks.
         self.transactions = 0
         self.writes = 0
@@ -66,11 +69,21 @@ class StatusBatcher:
         await future
 
     async def _send(self) -> None:
+        sending: set[asyncio.Task[None]] = set()
         try:
             await asyncio.sleep(self._window)
-            while self._queue:
-                await self._send_one(self._take())
+            while True:
+                while self._queue and len(sending) < BATCHES_IN_FLIGHT:
+                    batch = self._take()
+                    if not batch:  # the front waits for a key in flight
+                        break
+                    sending.add(asyncio.create_task(self._send_one(batch)))
+                if not sending:
+                    return
+                _, sending = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
         finally:  # cancelled with its loop: nobody waits forever
+            for task in sending:
+                task.cancel()
             for _, future in self._queue:
                 if not future.done():
                     future.cancel()
@@ -93,16 +106,26 @@ class StatusBatcher:
                 if queued is not None:
                     queued[1].append(future)
                     batch[op.key] = (op, queued[1])
-                elif len(batch) < limit:
+                elif len(batch) < limit and op.key not in self._in_flight:
                     batch[op.key] = (op, [future])
                 else:
                     break
             queue.popleft()
+        self._in_flight.update(batch)
         return list(batch.values())
 
     async def _send_one(self, batch: list[tuple[Op, list[asyncio.Future[None]]]]) -> None:
-        if not batch:
-            return
+        try:
+            await self._write_batch(batch)
+        except asyncio.CancelledError:  # with its loop: nobody waits forever
+            for _, futures in batch:
+                for future in futures:
+                    future.cancel()
+            raise
+        finally:
+            self._in_flight.difference_update(op.key for op, _ in batch)
+
+    async def _write_batch(self, batch: list[tuple[Op, list[asyncio.Future[None]]]]) -> None:
         self.transactions += 1
         self.writes += len(batch)
         try:

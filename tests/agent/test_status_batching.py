@@ -4,14 +4,15 @@ and no task's transition is lost or reordered on the way."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from controlplane import keys
 from controlplane.agent.status import StatusBatcher, StatusReporter
 from controlplane.models import TaskState, TaskStatus
-from discovery import Event, Put, Store, open_store
+from discovery import Compare, Event, Op, Put, Store, TxnResult, open_store
+from tests.agent.conftest import FlakyStore
 
 PROGRESS = (TaskState.PREPARING, TaskState.STARTING, TaskState.RUNNING)
 
@@ -103,3 +104,38 @@ async def test_writes_of_one_key_waiting_together_land_once_with_the_last_value(
     if store.exact_history:
         events = await status_events(store, start, 2)
         assert [e.key for e in events] == [key, keys.status("other")]
+
+
+class SlowTxns(FlakyStore):
+    """Every transaction takes 50 ms; records the values each one wrote."""
+
+    max_txn_ops = 2
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.sent: list[list[bytes]] = []
+
+    async def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
+        self.sent.append([op.value for op in ops if isinstance(op, Put)])
+        await asyncio.sleep(0.05)
+        return await super().txn(compares, ops)
+
+
+async def test_batches_go_out_together_but_a_key_waits_for_its_previous_write(
+    memory_url: str,
+) -> None:
+    async with await open_store(memory_url) as inner:
+        store = SlowTxns(inner)
+        batcher = StatusBatcher(store)
+        first = asyncio.gather(*(batcher.write(Put(f"k{i}", b"%d" % i)) for i in range(6)))
+        await asyncio.sleep(0.02)  # k0..k5 in flight, three transactions at once
+        assert len(store.sent) == 3
+        later = asyncio.gather(
+            batcher.write(Put("k0", b"again")), batcher.write(Put("k0", b"last"))
+        )
+        await asyncio.gather(first, later)
+
+        assert store.sent[3] == [b"last"]  # after k0's first write, and once
+        kv = await inner.get("k0")
+        assert kv is not None
+        assert kv.value == b"last"
