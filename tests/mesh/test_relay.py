@@ -236,11 +236,12 @@ async def test_a_backend_that_never_answers_the_connect_is_skipped_after_the_tim
 
 
 async def test_a_handed_over_client_reaches_the_next_backend_with_one_proxy_line() -> None:
-    """The first backend hangs up without a byte; the next one gets the PROXY line once,
-    then everything the client sent, as if it had been the first."""
+    """The first backend hangs up without a byte once the request has arrived; the next
+    one gets the PROXY line once, then everything the client sent, as if it had been the
+    first."""
 
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1)
+        await reader.readuntil(b"\r\n\r\n")  # the PROXY line and the request
         writer.close()
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
