@@ -2,28 +2,30 @@
 straight to the task's endpoint, for small HTTP responses and for 10 MiB transfers.
 
 Run: .venv/bin/python -m benchmarks.mesh [--quick] [--rounds N] [--duration S]
+         [--only small|large] [--baseline TREE]
 
-Three processes on loopback, so that each has its own event loop as in a cluster:
+Three processes on loopback, as in a cluster:
 - the backend, standing in for a task's endpoint: a small asyncio HTTP/1.1 server with
   keep-alive that answers every GET with a fixed body (13 bytes, or 10 MiB);
-- the mesh: one `PortForwarder` (what each agent runs per published port) relaying to it;
+- the mesh: one `PortForwarder` (what each agent runs per published port) relaying to it
+  on its relay thread; with `--baseline TREE`, a second mesh from an older copy of the
+  code (`git archive <commit> controlplane discovery scheduler benchmarks | tar -x -C TREE`);
 - the load generator: `wrk` (Debian's package), one thread, keep-alive connections.
 
-Each scenario alternates runs straight to the backend and through the mesh (7 rounds of
+Each scenario alternates runs straight to the backend and through each mesh (7 rounds of
 2 s each by default: on a shared machine whose load drifts, alternating is fairer than
-one long run each), and prints the medians of requests per second, MB/s, and wrk's p50
-and p99 latency, then the mesh's share of the direct throughput (with each round's) and
-what it adds at p50. The issue's target: at least half of the
-direct throughput, under 1 ms added at p50. Benchmarks print; no test asserts a timing.
-"""
+one long run each), and prints the medians of requests per second, MB/s, wrk's p50 and
+p99 latency and the CPU time per request of wrk, the backend and the relay; then each
+mesh's share of the direct throughput (with each round's), what it adds at p50, and the
+share a machine with every core busy would keep, (wrk + backend) / (wrk + backend +
+relay). The issue's target: at least half of the direct throughput, under 1 ms added at
+p50. Benchmarks print; no test asserts a timing."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
-import importlib
-import importlib.util
 import os
 import platform
 import re
@@ -83,7 +85,7 @@ def serve_backend(port: int, size: int) -> None:
     asyncio.run(main())
 
 
-def serve_mesh(port: int, backend_port: int, *, uvloop: bool = False) -> None:
+def serve_mesh(port: int, backend_port: int) -> None:
     from controlplane.agent.mesh import PortForwarder
     from controlplane.models.route import Backend
 
@@ -94,10 +96,7 @@ def serve_mesh(port: int, backend_port: int, *, uvloop: bool = False) -> None:
         await forwarder.start()
         await asyncio.Event().wait()
 
-    if uvloop:
-        # not a dependency: an experiment (see --uvloop)
-        importlib.import_module("uvloop").install()
-    asyncio.run(main())
+    asyncio.run(main())  # the relay runs on its own thread; this loop only waits
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -207,9 +206,6 @@ def _wait_listening(port: int, *, within: float = 15.0) -> None:
             time.sleep(0.05)
 
 
-MESH_LOOP: list[str] = []  # ["--uvloop"] when the mesh runs on uvloop
-
-
 BASELINE: list[Path] = []  # [tree] when --baseline names an older copy of the code
 
 
@@ -233,7 +229,7 @@ def scenario(name: str, *, size: int, connections: int, duration: float, rounds:
     sides = {"direct": backend_port, "mesh": mesh_port}
     children = [
         _child("--serve-backend", str(backend_port), str(size)),
-        _child("--serve-mesh", str(mesh_port), str(backend_port), *MESH_LOOP),
+        _child("--serve-mesh", str(mesh_port), str(backend_port)),
     ]
     for tree in BASELINE:
         sides["baseline"] = _free_port()
@@ -318,22 +314,13 @@ def main() -> None:
         choices=("small", "large"),
         help="only the 13 B scenarios, or only the 10 MiB one",
     )
-    parser.add_argument(
-        "--uvloop",
-        action="store_true",
-        help="run the mesh on uvloop (not a dependency: install it beside to compare)",
-    )
     args = parser.parse_args()
     if args.serve_backend:
         serve_backend(*args.serve_backend)
         return
     if args.serve_mesh:
-        serve_mesh(*args.serve_mesh, uvloop=args.uvloop)
+        serve_mesh(*args.serve_mesh)
         return
-    if args.uvloop:
-        if importlib.util.find_spec("uvloop") is None:
-            sys.exit("benchmarks.mesh: --uvloop needs uvloop importable (PYTHONPATH)")
-        MESH_LOOP.append("--uvloop")
     if args.baseline is not None:
         BASELINE.append(args.baseline.resolve())
     if shutil.which("wrk") is None:
@@ -345,8 +332,7 @@ def main() -> None:
         f"routing mesh benchmark: {platform.python_implementation()} "
         f"{platform.python_version()}, {os.cpu_count()} CPUs, load {load:.1f}, "
         f"{rounds} rounds of {duration:.0f} s runs, wrk -t1, "
-        f"mesh on {'uvloop' if args.uvloop else 'asyncio'}"
-        f"{f', baseline {args.baseline}' if args.baseline else ''}\n"
+        f"relay thread{f', baseline {args.baseline}' if args.baseline else ''}\n"
     )
     for name, size, connections in (
         ("13 B, 1 connection", SMALL, 1),
