@@ -108,3 +108,23 @@ async def test_a_stack_claims_and_prunes_and_removes_its_ports(
 
     await remove_stack(b, "shop")
     assert await claims(a) == {8000: "other"}
+
+
+async def test_two_stacks_deployed_at_once_get_distinct_automatic_ports(
+    two_managers: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = two_managers
+    hold_service_writes(monkeypatch, [a, b], 2)
+
+    def services(stack: str) -> list[ServiceSpec]:
+        return [spec(f"{stack}_{n}", PortConfig(target=80), stack=stack) for n in ("web", "api")]
+
+    await asyncio.gather(
+        deploy_stack(a, "one", services("one"), prune=False, now=1.0),
+        deploy_stack(b, "two", services("two"), prune=False, now=1.0),
+    )
+    ports = await published(a)
+    numbers = [number for [number] in ports.values()]
+    assert len(ports) == 4
+    assert len(set(numbers)) == 4, ports
+    assert await claims(b) == {number: name for name, [number] in ports.items()}
