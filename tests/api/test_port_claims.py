@@ -12,10 +12,11 @@ import httpx
 import pytest
 
 from controlplane import keys
-from controlplane.api.control.port_claims import PortClaim, Written, claims_for
+from controlplane.api.control.port_claims import PortClaim, Written, claim_ops, claims_for
 from controlplane.dockerapi.app import create_docker_app
 from controlplane.models import ServiceSpec
 from controlplane.models.service import ServiceRecord
+from discovery import Compare, Put
 from tests.api.conftest import Api
 from tests.api.racing import hold_service_writes
 
@@ -301,3 +302,25 @@ async def test_a_claim_made_after_the_services_were_listed_starts_the_write_agai
     stale = await claims_for(cluster.store, writing)
     assert stale is not None
     assert [found.claim.service for found in stale.values() if found.claim] == ["web"]
+
+
+async def test_a_host_port_decided_before_an_ingress_claim_does_not_commit(cluster: Api) -> None:
+    """The host-mode write read the claim key absent; an ingress service claimed the port
+    before it wrote: its guard fails, so the two never hold one number."""
+    host = ServiceSpec.model_validate(spec("h", {"target": 80, "published": 9000, "mode": "host"}))
+    writing = [Written("h-id", host, None)]
+    claims = await claims_for(cluster.store, writing)
+    assert claims == {}
+    compares, ops = claim_ops(claims, writing)
+    assert [c.key for c in compares] == [keys.port("tcp", 9000)]
+    assert ops == []  # host ports are not claimed
+
+    made = await cluster.client.post(
+        "/services", json=spec("web", {"target": 80, "published": 9000})
+    )
+    assert made.status_code == 201
+    record = ServiceRecord(id="h-id", spec=host, created=1.0, updated=1.0)
+    result = await cluster.store.txn(
+        [Compare(keys.service("h"), 0), *compares], [Put(keys.service("h"), record.dump())]
+    )
+    assert not result.succeeded
