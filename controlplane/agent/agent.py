@@ -179,6 +179,7 @@ class Agent:
                 address=self.advertise_addr,
                 proxy_protocol=self._mesh_config.proxy_protocol,
                 connect_timeout=self._mesh_config.connect_timeout,
+                forwarding=self._mesh_config.forwarding,
             )
         self.executor = Executor(
             store,

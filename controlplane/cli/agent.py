@@ -93,6 +93,7 @@ class AgentSettings:
     api_port: int = 0
     mesh: bool = True
     mesh_proxy_protocol: bool = False
+    mesh_forwarding: str = "relay"
 
 
 def agent(
@@ -221,6 +222,14 @@ def agent(
         envvar="SHOAL_MESH_PROXY_PROTOCOL",
         help="Send a PROXY protocol v1 header to backends, so they see the client's address.",
     ),
+    mesh_forwarding: str = typer.Option(
+        "relay",
+        "--mesh-forwarding",
+        envvar="SHOAL_MESH_FORWARDING",
+        metavar="relay|kernel",
+        help="relay: the agent relays the bytes (works anywhere); kernel: nftables DNAT "
+        "in the kernel (needs root or CAP_NET_ADMIN and nft; keeps client addresses).",
+    ),
 ) -> None:
     """Run this host as a node of the cluster, in the foreground."""
     from controlplane.agent.agent import AgentError
@@ -236,6 +245,7 @@ def agent(
         check_runtime_name(runtime)
     except UnknownRuntime as exc:
         raise typer.BadParameter(str(exc), param_hint="--runtime") from None
+    _check_mesh_forwarding(mesh_forwarding, proxy_protocol=mesh_proxy_protocol)
     level = parse_log_level(log_level)
     addr = advertise_addr or _default_addr()
     settings = AgentSettings(
@@ -260,7 +270,10 @@ def agent(
         api_port=api_port,
         mesh=mesh,
         mesh_proxy_protocol=mesh_proxy_protocol,
+        mesh_forwarding=mesh_forwarding,
     )
+    if mesh and runtime != "hollow" and mesh_forwarding == "kernel":
+        _check_kernel_forwarding(addr)
     try:
         with logging_to_stderr(level):
             asyncio.run(serve(settings))
@@ -338,11 +351,43 @@ def _target(settings: AgentSettings, discovery: str) -> Agent | HollowFleet:
         hostname=settings.hostname,
         api_port=None if settings.runtime.name == "hollow" else settings.api_port,
         mesh=(
-            MeshConfig(proxy_protocol=settings.mesh_proxy_protocol)
+            MeshConfig(
+                proxy_protocol=settings.mesh_proxy_protocol,
+                forwarding=settings.mesh_forwarding,
+            )
             if settings.mesh and settings.runtime.name != "hollow"
             else None
         ),
     )
+
+
+def _check_mesh_forwarding(forwarding: str, *, proxy_protocol: bool) -> None:
+    if forwarding not in ("relay", "kernel"):
+        raise typer.BadParameter(
+            f"{forwarding!r} is not relay or kernel", param_hint="--mesh-forwarding"
+        )
+    if forwarding == "kernel" and proxy_protocol:
+        raise typer.BadParameter(
+            "--mesh-proxy-protocol needs --mesh-forwarding relay: in kernel mode the "
+            "backends see the client's address itself, and only the relay can send a "
+            "PROXY header",
+            param_hint="--mesh-forwarding",
+        )
+
+
+def _check_kernel_forwarding(addr: str) -> None:
+    """Exit 2 with a sentence unless this agent can program nftables for `addr`."""
+    from controlplane.agent.mesh.nftables import NftError, check_nft, table_name
+
+    try:
+        table_name(addr)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--advertise-addr") from None
+    try:
+        check_nft()
+    except NftError as exc:
+        typer.echo(f"shoal agent: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _hollow_options(settings: AgentSettings, index: int) -> RuntimeOptions:

@@ -13,6 +13,11 @@ again on every later change and every `rebind_interval` seconds.
 
 The bytes move on the mesh's own relay thread (`relay`), started with `run()`; when
 `run()` ends (the agent stops) the relay closes every connection it still relays.
+
+With `forwarding="kernel"` the mesh opens no listener and starts no relay: it hands the
+ports to `KernelForwarding` (`kernel`), which programs this node's nftables table; a port
+that a socket here already listens on is skipped with a warning and checked again every
+`rebind_interval` seconds, and `run()` deletes the table when it ends.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pydantic import ValidationError
 
 from controlplane import keys
 from controlplane.agent.mesh.forwarder import PortForwarder
+from controlplane.agent.mesh.kernel import KernelForwarding
 from controlplane.agent.mesh.relay import Relay
 from controlplane.models.route import Backend, RouteTable
 from discovery import EventType, RevisionCompacted, Store, StoreUnavailable
@@ -61,7 +67,13 @@ class RoutingMesh:
         connect_timeout: float = 2.0,
         retry_delay: float = 1.0,
         rebind_interval: float = 5.0,
+        forwarding: str = "relay",  # or "kernel": nftables DNAT, no relay
+        kernel: KernelForwarding | None = None,  # None: this address's own table
     ) -> None:
+        if forwarding not in ("relay", "kernel"):
+            raise ValueError(f"mesh forwarding is relay or kernel, not {forwarding!r}")
+        if forwarding == "kernel" and proxy_protocol:
+            raise ValueError("the PROXY protocol needs the relay (the kernel keeps addresses)")
         self._store = store
         self.address = address
         self.proxy_protocol = proxy_protocol
@@ -72,15 +84,21 @@ class RoutingMesh:
         self.forwarders: dict[int, PortForwarder] = {}
         self._unbound: set[int] = set()  # ports that could not be bound (warned once)
         self.relay = Relay(name=f"mesh relay {address}")
+        self.kernel = (kernel or KernelForwarding(address)) if forwarding == "kernel" else None
         #: Set after every change has been applied to the listeners (tests wait on it).
         self.applied = asyncio.Event()
 
     @property
     def ports(self) -> dict[int, tuple[tuple[str, int], ...]]:
         """Listening ports and their backends, as this node forwards them now."""
+        if self.kernel is not None:
+            return {p: e for p, e in self.kernel.ports.items() if e}
         return {p: f.backends for p, f in self.forwarders.items() if f.listening}
 
     async def run(self) -> None:
+        if self.kernel is not None:
+            await self._run_kernel(self.kernel)
+            return
         self.relay.start()
         rebinder = asyncio.create_task(self._rebind_loop(), name="mesh rebind")
         try:
@@ -91,6 +109,27 @@ class RoutingMesh:
                 forwarder.close()
             self.forwarders.clear()
             self.relay.stop()
+
+    async def _run_kernel(self, kernel: KernelForwarding) -> None:
+        rechecker = asyncio.create_task(self._recheck_loop(kernel), name="mesh recheck")
+        try:
+            await self._follow()
+        finally:
+            rechecker.cancel()
+            try:
+                await kernel.close()
+            except Exception as exc:  # the agent stops anyway; say what is left behind
+                log.warning("mesh: could not delete nftables table %s: %s", kernel.table, exc)
+
+    async def _recheck_loop(self, kernel: KernelForwarding) -> None:
+        while True:
+            await asyncio.sleep(self._rebind_interval)
+            try:
+                await kernel.recheck()
+            except Exception:
+                log.exception("mesh: could not update nftables table %s", kernel.table)
+            self.applied.set()
+            self.applied = asyncio.Event()
 
     async def _follow(self) -> None:
         revision = 0
@@ -131,6 +170,11 @@ class RoutingMesh:
 
     async def _apply(self) -> None:
         wanted = merge_tables(self._tables)
+        if self.kernel is not None:
+            await self.kernel.apply(wanted)
+            self.applied.set()
+            self.applied = asyncio.Event()
+            return
         for port in [p for p in self.forwarders if p not in wanted]:
             self.forwarders.pop(port).close()
             log.info("mesh: stopped forwarding %s:%d", self.address, port)
