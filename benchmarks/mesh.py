@@ -2,7 +2,7 @@
 straight to the task's endpoint, for small HTTP responses and for 10 MiB transfers.
 
 Run: .venv/bin/python -m benchmarks.mesh [--quick] [--rounds N] [--duration S]
-         [--only small|large] [--baseline TREE]
+         [--only small|large] [--baseline TREE] [--forwarding relay|kernel]
 
 Three processes on loopback, as in a cluster:
 - the backend, standing in for a task's endpoint: a small asyncio HTTP/1.1 server with
@@ -11,6 +11,11 @@ Three processes on loopback, as in a cluster:
   on its relay thread; with `--baseline TREE`, a second mesh from an older copy of the
   code (`git archive <commit> controlplane discovery scheduler benchmarks | tar -x -C TREE`);
 - the load generator: `wrk` (Debian's package), one thread, keep-alive connections.
+
+With `--forwarding kernel` (root, nft) the mesh process relays nothing: it programs an
+nftables table (`KernelForwarding`, what `shoal agent --mesh-forwarding kernel` runs) that
+DNATs its port to the backend, and deletes the table when it is stopped; its CPU figure
+is then about 0 and the kernel's work lands on wrk and the backend.
 
 Each scenario alternates runs straight to the backend and through each mesh (7 rounds of
 2 s each by default: on a shared machine whose load drifts, alternating is fairer than
@@ -85,9 +90,13 @@ def serve_backend(port: int, size: int) -> None:
     asyncio.run(main())
 
 
-def serve_mesh(port: int, backend_port: int) -> None:
+def serve_mesh(port: int, backend_port: int, forwarding: str = "relay") -> None:
     from controlplane.agent.mesh import PortForwarder
     from controlplane.models.route import Backend
+
+    if forwarding == "kernel":
+        serve_kernel_mesh(port, backend_port)
+        return
 
     async def main() -> None:
         forwarder = PortForwarder(
@@ -97,6 +106,26 @@ def serve_mesh(port: int, backend_port: int) -> None:
         await asyncio.Event().wait()
 
     asyncio.run(main())  # the relay runs on its own thread; this loop only waits
+
+
+def serve_kernel_mesh(port: int, backend_port: int) -> None:
+    """Program a table that DNATs `port` to the backend; delete it on SIGTERM."""
+    import signal
+
+    from controlplane.agent.mesh.kernel import KernelForwarding
+    from controlplane.models.route import Backend
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        kernel = KernelForwarding(HOST, table=f"shoal_mesh_bench_{port}")
+        await kernel.apply({port: (Backend(host=HOST, port=backend_port),)})
+        try:
+            await stop.wait()
+        finally:
+            await kernel.close()
+
+    asyncio.run(main())
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -221,6 +250,9 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+FORWARDING: list[str] = ["relay"]  # or ["kernel"] with --forwarding kernel
+
+
 def scenario(name: str, *, size: int, connections: int, duration: float, rounds: int) -> None:
     """`rounds` rounds of runs, direct then through the mesh (then through the baseline's
     mesh, with `--baseline`), each `duration` seconds: alternating keeps a machine whose
@@ -229,7 +261,7 @@ def scenario(name: str, *, size: int, connections: int, duration: float, rounds:
     sides = {"direct": backend_port, "mesh": mesh_port}
     children = [
         _child("--serve-backend", str(backend_port), str(size)),
-        _child("--serve-mesh", str(mesh_port), str(backend_port)),
+        _child("--serve-mesh", str(mesh_port), str(backend_port), "--forwarding", FORWARDING[0]),
     ]
     for tree in BASELINE:
         sides["baseline"] = _free_port()
@@ -303,6 +335,12 @@ def main() -> None:
     parser.add_argument("--serve-backend", nargs=2, type=int, metavar=("PORT", "SIZE"))
     parser.add_argument("--serve-mesh", nargs=2, type=int, metavar=("PORT", "BACKEND"))
     parser.add_argument(
+        "--forwarding",
+        choices=("relay", "kernel"),
+        default="relay",
+        help="the mesh as the relay (default) or as nftables DNAT (root, nft)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         metavar="TREE",
@@ -319,8 +357,9 @@ def main() -> None:
         serve_backend(*args.serve_backend)
         return
     if args.serve_mesh:
-        serve_mesh(*args.serve_mesh)
+        serve_mesh(*args.serve_mesh, forwarding=args.forwarding)
         return
+    FORWARDING[0] = args.forwarding
     if args.baseline is not None:
         BASELINE.append(args.baseline.resolve())
     if shutil.which("wrk") is None:
@@ -332,7 +371,8 @@ def main() -> None:
         f"routing mesh benchmark: {platform.python_implementation()} "
         f"{platform.python_version()}, {os.cpu_count()} CPUs, load {load:.1f}, "
         f"{rounds} rounds of {duration:.0f} s runs, wrk -t1, "
-        f"relay thread{f', baseline {args.baseline}' if args.baseline else ''}\n"
+        f"{'relay thread' if args.forwarding == 'relay' else 'kernel forwarding (nftables)'}"
+        f"{f', baseline {args.baseline}' if args.baseline else ''}\n"
     )
     for name, size, connections in (
         ("13 B, 1 connection", SMALL, 1),
