@@ -88,9 +88,12 @@ async def test_a_new_service_and_its_tasks_show(cluster: Api) -> None:
     await seed(cluster)
     assert await listed(cluster, service="db") == []
     before = await listed(cluster)
-    await cluster.client.post("/services", json={"name": "db", "image": "postgres"})
+    created = await cluster.client.post("/services", json={"name": "db", "image": "postgres"})
     await cluster.add_task("d1", service="db", node_id="n1aaa", slot=1, state=TaskState.RUNNING)
     assert [t["id"] for t in await listed(cluster, service="db")] == ["d1"]
+    service_id = created.json()["id"]
+    assert await listed(cluster, service=service_id) == await listed(cluster, service="db")
+    assert await listed(cluster, service=service_id[:6]) == await listed(cluster, service="db")
     assert [t["id"] for t in await listed(cluster)] == ["d1"] + [t["id"] for t in before]
 
 
