@@ -11,7 +11,8 @@ decoding the JSON as the convergence benchmark's `Manager.get` does): p50 and p9
 `GET /tasks?service=big`, of the unfiltered `GET /tasks`, of `GET /tasks?service=big&limit=500`
 and of `GET /services`; `bytes only` is the same call without decoding the JSON (what
 the client's own decoding costs is the difference). The manager's CPU seconds (user +
-system, /proc) from the create call until all run are printed with the convergence time.
+system, /proc) from the create call until all run are printed with the convergence time,
+and the leader's reconcile passes until then (count and seconds, from `GET /metrics`).
 
 `--before DIR` runs the manager of each other round from DIR (a copy of an older
 checkout, e.g. `git archive <commit> | tar -x -C DIR`) through PYTHONPATH, alternating
@@ -75,6 +76,16 @@ class Child:
 
     def tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
+
+
+def reconcile_passes(metrics: str) -> tuple[float, float]:
+    """(passes, seconds in them) from the manager's Prometheus text."""
+    found = {"shoal_reconcile_passes_total": 0.0, "shoal_reconcile_duration_seconds_sum": 0.0}
+    for line in metrics.splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return found["shoal_reconcile_passes_total"], found["shoal_reconcile_duration_seconds_sum"]
 
 
 def timed(call: Callable[[], object], count: int) -> list[float]:
@@ -168,10 +179,13 @@ def one_round(
             what=f"{replicas} running",
         )
         cpu1 = cpu_seconds(manager.proc.pid)
+        passes, pass_seconds = reconcile_passes(http.get("/metrics").text)
         time.sleep(2.0)
         out: dict[str, Any] = {
             "converge_s": t1 - t0,
             "manager_cpu_s": cpu1 - cpu0,
+            "passes": passes,
+            "pass_s": pass_seconds,
             "rss_mb": rss_mb(manager.proc.pid),
             "load": load_average(),
         }
@@ -225,7 +239,8 @@ def main() -> None:
             print(
                 f"round {index + 1} {name}: load {out['load']}; "
                 f"{args.replicas} running after {out['converge_s']:.1f} s, manager CPU "
-                f"{out['manager_cpu_s']:.1f} s, RSS {out['rss_mb']:.0f} MB, "
+                f"{out['manager_cpu_s']:.1f} s ({out['passes']:.0f} reconcile passes, "
+                f"{out['pass_s']:.1f} s), RSS {out['rss_mb']:.0f} MB, "
                 f"answer {out['size_mb']:.2f} MB; {figures}",
                 flush=True,
             )
