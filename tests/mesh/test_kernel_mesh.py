@@ -16,12 +16,13 @@ import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from controlplane import keys
-from controlplane.agent.mesh import RoutingMesh
+from controlplane.agent.mesh import RoutingMesh, kernel
 from controlplane.agent.mesh.nftables import NftError, check_nft, table_name
 from controlplane.cli.app import app
 from controlplane.models.route import Backend, PortRoute, RouteTable
@@ -185,6 +186,25 @@ async def test_a_port_served_on_this_node_is_not_shadowed_until_it_is_free(
                 await host_mode.__aexit__(None, None, None)
 
 
+async def test_remote_endpoints_are_masqueraded_and_need_ip_forward(
+    store: Store, caplog: pytest.LogCaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address = "127.0.0.30"
+    published = free_tcp_port(address)
+    switch = tmp_path / "ip_forward"
+    switch.write_text("0\n")
+    monkeypatch.setattr(kernel, "IP_FORWARD", switch)
+    remote = ("192.0.2.10", 8080)  # TEST-NET-1: an address of no host here
+    await store.put(keys.route("web"), table(published, remote))
+    with no_table_left(address), caplog.at_level(logging.WARNING):
+        async with running(RoutingMesh(store, address=address, forwarding="kernel")) as mesh:
+            await until(mesh, lambda: published in mesh.ports)
+            listing = nft_table(address) or ""
+            assert "masquerade" in listing
+            assert "192.0.2.10 . 8080" in listing
+            assert "set net.ipv4.ip_forward=1" in caplog.text
+
+
 def test_kernel_forwarding_with_the_proxy_protocol_is_a_usage_error() -> None:
     result = CliRunner().invoke(
         app,
@@ -200,5 +220,11 @@ def test_kernel_forwarding_with_the_proxy_protocol_is_a_usage_error() -> None:
     assert result.exit_code == 2
     said = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # rich's box, unwrapped
     assert "--mesh-proxy-protocol needs --mesh-forwarding relay" in said
+    ipv6 = CliRunner().invoke(
+        app, ["agent", "--discovery", "file:///x", "--mesh-forwarding", "kernel",
+              "--advertise-addr", "::1"]
+    )  # fmt: skip
+    assert ipv6.exit_code == 2
+    assert "IPv4" in ipv6.output
     with pytest.raises(ValueError, match="PROXY"):
         RoutingMesh(object(), address="127.0.0.1", forwarding="kernel", proxy_protocol=True)  # type: ignore[arg-type]
