@@ -27,6 +27,7 @@ from controlplane.agent.mesh.nftables import NftError, check_nft, table_name
 from controlplane.cli.app import app
 from controlplane.models.route import Backend, PortRoute, RouteTable
 from discovery import Store, open_store
+from tests.harness.manager import REPO, SHOAL
 from tests.mesh.conftest import ask, free_tcp_port, named_server
 
 
@@ -228,3 +229,32 @@ def test_kernel_forwarding_with_the_proxy_protocol_is_a_usage_error() -> None:
     assert "IPv4" in ipv6.output
     with pytest.raises(ValueError, match="PROXY"):
         RoutingMesh(object(), address="127.0.0.1", forwarding="kernel", proxy_protocol=True)  # type: ignore[arg-type]
+
+
+def test_an_agent_without_cap_net_admin_exits_2_saying_so(tmp_path: Path) -> None:
+    """Root without CAP_NET_ADMIN (as in an unprivileged container): nft cannot work."""
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--inh-caps=-net_admin",
+            "--bounding-set=-net_admin",
+            *SHOAL,
+            "agent",
+            "--discovery",
+            f"file://{tmp_path / 'store'}",
+            "--advertise-addr",
+            "127.0.0.9",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--mesh-forwarding",
+            "kernel",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "needs root or CAP_NET_ADMIN" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1  # one sentence, no traceback
+    assert not (tmp_path / "state").exists()  # it stopped before joining anything

@@ -117,9 +117,13 @@ def check_nft(binary: str = NFT) -> None:
     if done.returncode != 0:
         raise NftError(
             "kernel mesh forwarding needs root or CAP_NET_ADMIN to change nftables "
-            f"(nft list tables: {done.stderr.strip() or done.returncode}); "
+            f"(nft list tables: {_first_line(done.stderr) or done.returncode}); "
             "run the agent with those, or use --mesh-forwarding relay"
         )
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 class Nft:
