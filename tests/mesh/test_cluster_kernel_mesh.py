@@ -7,6 +7,7 @@ a container's published port, and stopping the agents removes their tables.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,7 +84,13 @@ def test_the_kernel_forwards_every_node_to_the_tasks_through_scaling(
         cluster.call("POST", "/services/hello/scale", {"replicas": 1})
         one = hostnames(cluster, "hello", 1)
         reach(port, one)
+        settled = time.monotonic()
+        time.sleep(1.0)
     assert set(load.answered) == set(ADDRS)
-    # Only a request in flight inside a stopping container may fail (two of them stop).
-    assert len(load.failures) <= 2, load.failures
+    # The kernel cannot retry a connection that a stopping container's port accepts and
+    # closes (the relay does): new connections fail only while the two containers stop,
+    # until the tables drop them, and none once the mesh reached the survivor.
+    failed_at = [at for at, _, _ in load.failures]
+    assert all(at < settled for at in failed_at), load.failures
+    assert not failed_at or max(failed_at) - min(failed_at) < 5.0, load.failures
     cluster.remove_services()

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import re
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -133,17 +132,19 @@ async def test_the_kernel_forwards_round_robin_and_follows_the_tables(store: Sto
 async def test_a_port_without_a_running_endpoint_refuses(store: Store) -> None:
     address = "127.0.0.25"
     published = free_tcp_port(address)
-    # Something on the wildcard address must not answer in the mesh's place.
-    with socket.socket() as other, no_table_left(address):
-        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        other.bind(("127.0.0.1", published))
-        other.listen()
-        await store.put(keys.route("web"), table(published))
-        async with running(RoutingMesh(store, address=address, forwarding="kernel")) as mesh:
-            await until(mesh, lambda: published in (mesh.kernel.ports if mesh.kernel else {}))
-            assert "reject with tcp reset" in (nft_table(address) or "")
-            with pytest.raises(ConnectionRefusedError):
-                await ask(address, published)
+    async with named_server("a", host="127.0.0.32") as a:
+        await store.put(keys.route("web"), table(published, ("127.0.0.32", a)))
+        with no_table_left(address):
+            mesh = RoutingMesh(store, address=address, forwarding="kernel")
+            async with running(mesh):
+                await until(mesh, lambda: published in mesh.ports)
+                assert await names(address, published, 1) == [b"a"]
+
+                await store.put(keys.route("web"), table(published))  # scaled to zero
+                await until(mesh, lambda: published not in mesh.ports)
+                assert "reject with tcp reset" in (nft_table(address) or "")
+                with pytest.raises(ConnectionRefusedError):
+                    await ask(address, published)
 
 
 async def test_a_stale_table_is_replaced_at_start(store: Store) -> None:
