@@ -16,6 +16,7 @@ by its successor's first `apply`.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import logging
@@ -73,6 +74,7 @@ class KernelForwarding:
         self._applied: str | None = None
         self._shadowed: set[int] = set()
         self._forward_warned = False
+        self._lock = asyncio.Lock()  # one render-and-apply at a time: the last one wins
         #: The ports the table forwards now, with their endpoints (empty: refused).
         self.ports: dict[int, tuple[Endpoint, ...]] = {}
 
@@ -83,6 +85,10 @@ class KernelForwarding:
 
     async def recheck(self) -> None:
         """Apply the last ports again if a shadowed port was freed (or one got taken)."""
+        async with self._lock:
+            await self._render_and_apply()
+
+    async def _render_and_apply(self) -> None:
         ports: dict[int, tuple[Endpoint, ...]] = {}
         for port, backends in sorted(self._wanted.items()):
             if listening(self.address, port):
@@ -129,5 +135,6 @@ class KernelForwarding:
 
     async def close(self) -> None:
         """Delete the table (clean stop)."""
-        await self._nft.run(render_delete(self.table))
-        self._applied, self.ports = None, {}
+        async with self._lock:
+            await self._nft.run(render_delete(self.table))
+            self._applied, self.ports = None, {}
