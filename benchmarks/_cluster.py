@@ -273,6 +273,12 @@ class Manager:
         response.raise_for_status()
         return response.json()
 
+    def get_bytes(self, path: str, **params: Any) -> bytes:
+        """The whole answer, received but not decoded (the API's own latency)."""
+        response = self.http.get(path, params=params)
+        response.raise_for_status()
+        return response.content
+
     def post(self, path: str, body: dict[str, Any]) -> Any:
         response = self.http.post(path, json=body)
         if response.status_code >= 400:

@@ -367,7 +367,8 @@ def main() -> None:
         serve_backend(*args.serve_backend)
         return
     if args.serve_mesh:
-        serve_mesh(*args.serve_mesh, forwarding=args.forwarding)
+        port, backend_port = args.serve_mesh
+        serve_mesh(port, backend_port, forwarding=args.forwarding)
         return
     FORWARDING[0] = args.forwarding
     if args.baseline is not None:

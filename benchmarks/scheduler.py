@@ -12,6 +12,7 @@ Benchmarks print; no test asserts a timing.
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import random
 import sys
@@ -152,7 +153,7 @@ def main() -> None:
         measure(
             f"{tasks // 100} services x 100",
             nodes=nodes,
-            make=lambda tasks=tasks: many_services(tasks // 100, 100),
+            make=functools.partial(many_services, tasks // 100, 100),
             repeat=repeat,
         )
     print("growth: one service, 20 replicas per node")
@@ -160,7 +161,7 @@ def main() -> None:
         measure(
             f"1 service x {20 * nodes // 1000}k replicas",
             nodes=nodes,
-            make=lambda nodes=nodes: one_service(20 * nodes),
+            make=functools.partial(one_service, 20 * nodes),
             repeat=repeat,
         )
 
