@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from controlplane import keys
 from controlplane.agent.backoff import Backoff, jittered
+from controlplane.agent.futures import settle
 from controlplane.agent.identity import node_file
 from controlplane.models import NodeInfo, NodeSpec
 from discovery import Compare, LeaseNotFound, Put, Store, StoreUnavailable
@@ -93,23 +94,14 @@ class LeaseRenewer:
         except Exception as exc:  # each heartbeat handles it as its own renewal's failure
             for futures in batch.values():
                 for future in futures:
-                    _settle(future, exc)
+                    settle(future, exc)
             return
         for lease, futures in batch.items():
             error = (
                 LeaseNotFound(f"lease {lease} expired or was revoked") if lease in lost else None
             )
             for future in futures:
-                _settle(future, error)
-
-
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+                settle(future, error)
 
 
 _renewers: weakref.WeakKeyDictionary[Store, LeaseRenewer] = weakref.WeakKeyDictionary()

@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from controlplane import keys
 from controlplane.agent.backoff import Backoff
+from controlplane.agent.futures import settle
 from controlplane.models import TaskStatus
 from discovery import Delete, DiscoveryError, Op, Put, Store, StoreUnavailable
 
@@ -149,16 +150,7 @@ class StatusBatcher:
 
 def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
     for future in futures:
-        _settle(future, error)
-
-
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+        settle(future, error)
 
 
 _batchers: weakref.WeakKeyDictionary[Store, StatusBatcher] = weakref.WeakKeyDictionary()
