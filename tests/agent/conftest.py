@@ -25,8 +25,15 @@ import pytest
 
 from controlplane import keys
 from controlplane.agent.agent import Agent, RuntimeFactory
-from controlplane.agent.identity import load_identity
-from controlplane.agent.runtime import NodeDescription, Observed, Runtime, TaskRejected
+from controlplane.agent.identity import Identity, load_identity
+from controlplane.agent.runtime import (
+    LABEL_CLUSTER,
+    NodeDescription,
+    Observed,
+    Runtime,
+    TaskRejected,
+)
+from controlplane.agent.runtime.docker import DockerRuntime
 from controlplane.models import ClusterRecord, NodeInfo, Task, TaskSpec, TaskStatus
 from controlplane.models.task import DesiredState, TaskState
 from discovery import (
@@ -460,3 +467,29 @@ async def agents(agent_store: FlakyStore, tmp_path: Path) -> AsyncIterator[Agent
 @pytest.fixture
 def fake_runtime() -> FakeRuntime:
     return FakeRuntime()
+
+
+@pytest.fixture
+def cluster_id(docker_client: Any) -> Iterator[str]:
+    """A cluster id of the test's own, for tests on real Docker: the containers labelled
+    with it are removed afterwards."""
+    cluster = f"agent-test-{uuid.uuid4().hex[:10]}"
+    yield cluster
+    for container in docker_client.containers.list(
+        all=True, filters={"label": f"{LABEL_CLUSTER}={cluster}"}
+    ):
+        container.remove(force=True)
+
+
+def docker_runtime(host: str) -> RuntimeFactory:
+    """A runtime factory for `AgentRunner`: the Docker runtime on the engine at `host`."""
+
+    def build(identity: Identity) -> Runtime:
+        return DockerRuntime(
+            cluster_id=identity.cluster_id,
+            node_id=identity.node_id,
+            advertise_addr="127.0.0.1",
+            docker_host=host,
+        )
+
+    return build

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,7 @@ import pytest
 
 from controlplane import keys
 from controlplane.agent.identity import Identity, save_identity
-from controlplane.agent.runtime import LABEL_CLUSTER, LABEL_NODE, LABEL_TASK, Runtime
-from controlplane.agent.runtime.docker import DockerRuntime
+from controlplane.agent.runtime import LABEL_CLUSTER, LABEL_NODE, LABEL_TASK
 from controlplane.models import Task, TaskSpec
 from controlplane.models.task import DesiredState, TaskState
 from discovery import open_store
@@ -29,6 +28,7 @@ from tests.agent.conftest import (
     AgentRunner,
     FlakyStore,
     Spawner,
+    docker_runtime,
     eventually,
     put_task,
     registered,
@@ -48,17 +48,6 @@ def agent_image(docker_client: Any) -> str:
 
 
 @pytest.fixture
-def cluster_id(docker_client: Any) -> Iterator[str]:
-    """A cluster id of this test's own; its containers are removed afterwards."""
-    cluster = f"agent-test-{uuid.uuid4().hex[:10]}"
-    yield cluster
-    for container in docker_client.containers.list(
-        all=True, filters={"label": f"{LABEL_CLUSTER}={cluster}"}
-    ):
-        container.remove(force=True)
-
-
-@pytest.fixture
 async def docker_store(memory_url: str, cluster_id: str) -> AsyncIterator[FlakyStore]:
     store = FlakyStore(await open_store(memory_url))
     await write_cluster(store, cluster_id)
@@ -75,18 +64,6 @@ async def docker_agents(docker_store: FlakyStore, tmp_path: Path) -> AsyncIterat
         yield running
     finally:
         await running.close()
-
-
-def docker_runtime(host: str) -> Any:
-    def build(identity: Identity) -> Runtime:
-        return DockerRuntime(
-            cluster_id=identity.cluster_id,
-            node_id=identity.node_id,
-            advertise_addr="127.0.0.1",
-            docker_host=host,
-        )
-
-    return build
 
 
 def container_task(node_id: str, image: str, command: list[str], *, name: str = "t") -> Task:

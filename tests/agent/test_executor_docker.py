@@ -18,20 +18,25 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from controlplane import keys
-from controlplane.agent.identity import Identity
-from controlplane.agent.runtime import LABEL_CLUSTER, LABEL_TASK, Runtime
-from controlplane.agent.runtime.docker import DockerRuntime
+from controlplane.agent.runtime import LABEL_CLUSTER, LABEL_TASK
 from controlplane.models import Task, TaskSpec, TaskStatus
 from controlplane.models.task import TaskState
 from discovery import Compare, Op, Store, TxnResult, open_store
-from tests.agent.conftest import AgentRunner, FlakyStore, eventually, put_task, write_cluster
+from tests.agent.conftest import (
+    AgentRunner,
+    FlakyStore,
+    docker_runtime,
+    eventually,
+    put_task,
+    write_cluster,
+)
 from tests.harness.images import ensure_busybox_image, shell_until_sigterm
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -52,16 +57,6 @@ class SlowStore(FlakyStore):
 
 
 @pytest.fixture
-def cluster_id(docker_client: Any) -> Iterator[str]:
-    cluster = f"starts-{uuid.uuid4().hex[:10]}"
-    yield cluster
-    for container in docker_client.containers.list(
-        all=True, filters={"label": f"{LABEL_CLUSTER}={cluster}"}
-    ):
-        container.remove(force=True)
-
-
-@pytest.fixture
 async def store(memory_url: str, cluster_id: str) -> AsyncIterator[FlakyStore]:
     opened = SlowStore(await open_store(memory_url))
     await write_cluster(opened, cluster_id)
@@ -78,18 +73,6 @@ async def runner(store: FlakyStore, tmp_path: Path) -> AsyncIterator[AgentRunner
         yield running
     finally:
         await running.close()
-
-
-def docker_runtime(host: str) -> Any:
-    def build(identity: Identity) -> Runtime:
-        return DockerRuntime(
-            cluster_id=identity.cluster_id,
-            node_id=identity.node_id,
-            advertise_addr="127.0.0.1",
-            docker_host=host,
-        )
-
-    return build
 
 
 def replica(node_id: str, image: str, service: str, slot: int) -> Task:
