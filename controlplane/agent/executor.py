@@ -485,7 +485,8 @@ class Executor:
                 )
             return
         if _progress(reported) < _PROGRESS[TaskState.PREPARING]:
-            await self._report(slot, TaskState.PREPARING)
+            # not waited for: `starting` follows at once and usually lands in its place
+            await self._report(slot, TaskState.PREPARING, wait=False)
         if _progress(slot.reported) < _PROGRESS[TaskState.STARTING]:
             await self._report(slot, TaskState.STARTING)
         try:
@@ -597,6 +598,7 @@ class Executor:
         unit: Observed | None = None,
         message: str = "",
         error: str = "",
+        wait: bool = True,
     ) -> None:
         previous = slot.reported
         now = time.time()
@@ -626,7 +628,10 @@ class Executor:
                 message or "no message",
                 f" ({error})" if error else "",
             )
-        await self._reporter.report(status)
+        if wait:
+            await self._reporter.report(status)
+        else:
+            self._reporter.report_soon(status)
 
     # --- helpers ------------------------------------------------------------------------
     async def _bounded(self, call: Awaitable[T]) -> T:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import weakref
 from collections.abc import Awaitable
@@ -63,11 +64,15 @@ class StatusBatcher:
 
     async def write(self, op: Op) -> None:
         """Send `op` with the others of its batch; raises what the store raised."""
+        await self.submit(op)
+
+    def submit(self, op: Op) -> asyncio.Future[None]:
+        """Queue `op` for the next batch; the future settles when its batch has landed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((op, future))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send(), name="status batcher")
-        await future
+        return future
 
     async def _send(self) -> None:
         sending: set[asyncio.Task[None]] = set()
@@ -175,6 +180,8 @@ class StatusReporter:
         self._op_timeout = op_timeout
         # task id -> the status still to write, or None: its status key is to be deleted
         self._kept: dict[str, TaskStatus | None] = {}
+        # task id -> its latest status not yet settled (what a failed earlier one yields to)
+        self._latest: dict[str, TaskStatus] = {}
         self._wake = asyncio.Event()
 
     @property
@@ -184,16 +191,49 @@ class StatusReporter:
 
     async def report(self, status: TaskStatus) -> None:
         """Write `status` now; if the store does not take it, keep it for the flusher."""
-        if status.task_id in self._kept:
-            self._keep(status.task_id, status)
+        task_id = status.task_id
+        if task_id in self._kept:
+            self._keep(task_id, status)
             return
+        self._latest[task_id] = status
         try:
-            await self._bounded(
-                self._batcher.write(Put(keys.status(status.task_id), status.dump()))
-            )
+            await self._bounded(self._batcher.submit(Put(keys.status(task_id), status.dump())))
         except (StoreUnavailable, TimeoutError) as exc:
-            log.info("status of task %s kept until the store answers: %s", status.task_id, exc)
+            log.info("status of task %s kept until the store answers: %s", task_id, exc)
+            self._keep(task_id, status)
+        finally:
+            if self._latest.get(task_id) is status:
+                del self._latest[task_id]
+
+    def report_soon(self, status: TaskStatus) -> None:
+        """Queue `status` and return at once, for a transition that the next report of
+        the task follows within moments (`preparing`, then `starting`).
+
+        It goes out with the next batch, and a later report of the task waiting in the
+        same batch lands in its place (one write for both). Order is kept: the batcher
+        never has two writes of one key in flight. If the store does not take it and
+        nothing newer was reported since, it is kept for the flusher like any other.
+        """
+        task_id = status.task_id
+        if task_id in self._kept:
+            self._keep(task_id, status)
+            return
+        self._latest[task_id] = status
+        future = self._batcher.submit(Put(keys.status(task_id), status.dump()))
+        future.add_done_callback(functools.partial(self._soon_done, status))
+
+    def _soon_done(self, status: TaskStatus, future: asyncio.Future[None]) -> None:
+        newest = self._latest.get(status.task_id) is status
+        if newest:
+            del self._latest[status.task_id]
+        if future.cancelled() or future.exception() is None or not newest:
+            return  # landed, or another report of the task came after it
+        error = future.exception()
+        if isinstance(error, (StoreUnavailable, TimeoutError)):
+            log.info("status of task %s kept until the store answers: %s", status.task_id, error)
             self._keep(status.task_id, status)
+        else:
+            log.warning("the store refused the status of task %s: %s", status.task_id, error)
 
     async def forget(self, task_id: str) -> None:
         """Drop any kept status of `task_id` and delete its status key."""

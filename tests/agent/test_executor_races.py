@@ -99,6 +99,9 @@ class HeldReporter(StatusReporter):
             self.holding.set()
             await self.release.wait()
 
+    def report_soon(self, status: TaskStatus) -> None:
+        self.statuses.append(status)
+
     async def forget(self, task_id: str) -> None:
         return None
 

@@ -12,7 +12,7 @@ from controlplane import keys
 from controlplane.agent.status import StatusBatcher, StatusReporter
 from controlplane.models import TaskState, TaskStatus
 from discovery import Compare, Event, Op, Put, Store, TxnResult, open_store
-from tests.agent.conftest import FlakyStore
+from tests.agent.conftest import FlakyStore, eventually
 
 PROGRESS = (TaskState.PREPARING, TaskState.STARTING, TaskState.RUNNING)
 
@@ -139,3 +139,49 @@ async def test_batches_go_out_together_but_a_key_waits_for_its_previous_write(
         kv = await inner.get("k0")
         assert kv is not None
         assert kv.value == b"last"
+
+
+async def test_a_report_not_waited_for_lands_with_the_next_one_of_its_task(store: Store) -> None:
+    batcher = StatusBatcher(store)
+    reporter = StatusReporter(store, batcher=batcher)
+    reporter.report_soon(TaskStatus(task_id="quick", state=TaskState.PREPARING))
+    await reporter.report(TaskStatus(task_id="quick", state=TaskState.STARTING))
+    assert (batcher.transactions, batcher.writes) == (1, 1)  # one write, the later status
+    kv = await store.get(keys.status("quick"))
+    assert kv is not None
+    assert TaskStatus.load(kv.value).state is TaskState.STARTING
+
+
+async def test_a_report_not_waited_for_alone_is_written(store: Store) -> None:
+    reporter = StatusReporter(store, batcher=StatusBatcher(store))
+    reporter.report_soon(TaskStatus(task_id="alone", state=TaskState.PREPARING))
+
+    async def landed() -> bool:
+        return await store.get(keys.status("alone")) is not None
+
+    await eventually(landed, what="the status written")
+
+
+async def test_a_failed_report_not_waited_for_is_kept_unless_a_newer_one_came(
+    memory_url: str,
+) -> None:
+    async with await FlakyStore.open(memory_url) as store:
+        reporter = StatusReporter(store, batcher=StatusBatcher(store))
+        store.go_down()
+        reporter.report_soon(TaskStatus(task_id="a", state=TaskState.PREPARING))
+        reporter.report_soon(TaskStatus(task_id="b", state=TaskState.PREPARING))
+        await reporter.report(TaskStatus(task_id="b", state=TaskState.STARTING))
+
+        async def both_kept() -> bool:
+            return reporter.kept == 2
+
+        await eventually(both_kept, what="both statuses kept")
+        store.come_back()
+        await reporter.flush()
+        states = {}
+        for task_id in ("a", "b"):
+            kv = await store.get(keys.status(task_id))
+            assert kv is not None
+            states[task_id] = TaskStatus.load(kv.value).state
+        # a's only status is kept; b's older one yields to the newer, never lands after it
+        assert states == {"a": TaskState.PREPARING, "b": TaskState.STARTING}
