@@ -17,8 +17,10 @@ transaction (as many as the store takes: `Store.max_txn_ops`). A report still re
 only once its status is written (or raises what the store raised). Writes of one key
 that wait in the same batch are written once, with the last value, and all return when
 it lands: a reporter that does not wait for each report (a task that went preparing ->
-starting -> running within the window) costs one write. The executor waits for each,
-so its transitions are written in order, each in its own transaction.
+starting -> running within the window) costs one write. The executor waits for each
+report but `preparing`, which `starting` follows at once (`report_soon`): the two
+usually land as one write of `starting`; every other transition is written in order,
+each in its own transaction.
 """
 
 from __future__ import annotations
