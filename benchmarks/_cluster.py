@@ -323,3 +323,13 @@ def agent(
     if hollow_nodes > 1:
         argv += ["--hollow-nodes", str(hollow_nodes)]
     return Child(name, argv, log_dir, {})
+
+
+def timed(call: Callable[[], object], count: int) -> list[float]:
+    """Seconds each of `count` calls of `call` took, in order."""
+    times = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return times

@@ -30,13 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks._cluster import cpu_seconds, load_average, machine, pct, rss_mb, wait_for
+from benchmarks._cluster import cpu_seconds, load_average, machine, pct, rss_mb, timed, wait_for
 from tests.harness.process import free_port
 
 SERVICE = "big"
@@ -86,15 +85,6 @@ def reconcile_passes(metrics: str) -> tuple[float, float]:
         if name in found:
             found[name] = float(value)
     return found["shoal_reconcile_passes_total"], found["shoal_reconcile_duration_seconds_sum"]
-
-
-def timed(call: Callable[[], object], count: int) -> list[float]:
-    times = []
-    for _ in range(count):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def one_round(

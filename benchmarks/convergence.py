@@ -45,6 +45,7 @@ from benchmarks._cluster import (
     rss_mb,
     start_profiler,
     storage_driver,
+    timed,
     wait_for,
 )
 from controlplane.agent.identity import load_identity
@@ -348,15 +349,6 @@ def at_scale(
         if fleet is not None:
             fleet.stop()
         manager.stop()
-
-
-def timed(call: Callable[[], Any], count: int) -> list[float]:
-    times = []
-    for _ in range(count):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def verdict(ok: bool) -> str:
