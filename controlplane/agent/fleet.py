@@ -76,20 +76,6 @@ class HollowFleet:
         self._watch: SharedTaskWatch | None = None
         self._stopping = asyncio.Event()
 
-    async def start(self) -> None:
-        """Create and register every node; raises what the first failing node raised."""
-        if self.agents:
-            return
-        await self._create()
-        limit = asyncio.Semaphore(START_CONCURRENCY)
-
-        async def start_one(agent: Agent) -> None:
-            async with limit:
-                await agent.start()
-
-        await asyncio.gather(*(start_one(agent) for agent in self.agents))
-        self._registered()
-
     async def _create(self) -> None:
         if self._store is None:
             assert self._discovery is not None
@@ -129,8 +115,7 @@ class HollowFleet:
         thresholds = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLD)
         try:
-            if not self.agents:
-                await self._create()
+            await self._create()
             limit = asyncio.Semaphore(START_CONCURRENCY)
             waiting = len(self.agents)
 
