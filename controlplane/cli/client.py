@@ -114,13 +114,13 @@ root_host: ContextVar[str | None] = ContextVar("root_host", default=None)
 root_tls: ContextVar[TlsFiles | None] = ContextVar("root_tls", default=None)
 
 
-def tls_verify(host: str) -> ssl.SSLContext | bool:
+def tls_verify(host: str, files: TlsFiles) -> ssl.SSLContext | bool:
     """What an `https://` manager is checked with (`True`: httpx's default, for plain
     http); a `CliError` (usage) naming the option when a TLS file cannot be used."""
     if not host.startswith("https://"):
         return True
     try:
-        return client_context(client_files_from_env(root_tls.get()))
+        return client_context(files)
     except TlsError as exc:
         raise CliError(str(exc), exit_code=2) from None
 
@@ -149,11 +149,10 @@ class ManagerClient:
         self.timeout = timeout
         headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
         hooks = {"response": [_log_response]} if debug else {}
-        verify = tls_verify(target.host)
+        files = client_files_from_env(root_tls.get())
+        verify = tls_verify(target.host, files)
         #: https without a client certificate of ours (what a refusal may be about)
-        self._bare_tls = (
-            isinstance(verify, ssl.SSLContext) and not client_files_from_env(root_tls.get()).cert
-        )
+        self._bare_tls = isinstance(verify, ssl.SSLContext) and not files.cert
         self._http = httpx.Client(
             base_url=target.host,
             verify=verify,
