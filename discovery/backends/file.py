@@ -224,6 +224,9 @@ class FileStore(Store):
     async def keep_alive(self, lease: int) -> None:
         await self._run(self._db.keep_alive, lease)
 
+    async def keep_alive_many(self, leases: Sequence[int]) -> set[int]:
+        return await self._run(self._db.keep_alive_many, list(dict.fromkeys(leases)))
+
     async def revoke(self, lease: int) -> None:
         await self._run(self._db.revoke, lease)
 

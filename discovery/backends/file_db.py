@@ -375,6 +375,31 @@ class Database:
 
         self._write(body)
 
+    def keep_alive_many(self, leases: Sequence[int]) -> set[int]:
+        """Renew `leases` in one write transaction; returns the ones that already ended.
+
+        One transaction, not one each: a hollow fleet renews a thousand leases every
+        heartbeat period, and a thousand separate transactions keep the write lock so
+        busy that another process's writers (the leader's) wait in SQLite's sleeping
+        busy handler for seconds.
+        """
+
+        def body(conn: sqlite3.Connection, revisions: _Revisions) -> set[int]:
+            now = time.time()
+            lost: set[int] = set()
+            for lease in leases:
+                renewed = (
+                    lease in _LEASE_IDS
+                    and conn.execute(
+                        "UPDATE leases SET expires_at = ? + ttl WHERE id = ?", (now, lease)
+                    ).rowcount
+                )
+                if not renewed:
+                    lost.add(lease)
+            return lost
+
+        return self._write(body)
+
     def revoke(self, lease: int) -> None:
         def body(conn: sqlite3.Connection, revisions: _Revisions) -> None:
             if _lease_exists(conn, lease):

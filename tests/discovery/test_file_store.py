@@ -418,3 +418,32 @@ async def test_writers_wait_for_the_lock_and_give_up_after_its_timeout(tmp_path:
         async with watching(store, "", start) as events:
             await wait_for(lambda: bool(events), within=5, what="the put's event")
         assert [(e.key, e.value, e.revision) for e in events] == [("k", b"2", revision)]
+
+
+async def test_renewing_many_leases_does_not_revive_one_whose_ttl_passed(file_url: str) -> None:
+    """A hollow fleet renews a thousand leases in one transaction: a lease whose TTL ran
+    out before the renewal (nobody had looked yet) still ends, with its key, and is
+    named; the others are renewed, all of them together."""
+    async with await open_store(file_url) as store:
+        lapsed = await store.grant(0.5)
+        await store.put("nodes/late", b"x", lease=lapsed.id)
+        live = [(await store.grant(3.0)).id for _ in range(50)]
+        for index, lease in enumerate(live):
+            await store.put(f"nodes/live-{index}", b"x", lease=lease)
+        await asyncio.sleep(0.5 + store.lease_expiry_slack)
+
+        assert await store.keep_alive_many([*live, lapsed.id]) == {lapsed.id}
+        assert await store.get("nodes/late") is None
+        database = sqlite3.connect(Path(file_url.removeprefix("file://")) / DATABASE_NAME)
+        try:
+            expiries = {
+                row[0]
+                for row in database.execute(
+                    f"SELECT expires_at FROM leases WHERE id IN ({','.join('?' * len(live))})",
+                    live,
+                )
+            }
+        finally:
+            database.close()
+        assert len(expiries) == 1  # one transaction: one clock reading for every renewal
+        assert expiries.pop() > time.time() + 2.0
