@@ -3,7 +3,7 @@
 Defaults follow docs/DESIGN.md: a down node's tasks are replaced after one node TTL
 (15 s), each slot keeps its last five tasks, the scheduler spreads, and one
 transaction carries as many compares and operations as the store takes
-(`Store.max_txn_ops`: Consul 64, etcd 128, the file store 4096). Tests pass shorter
+(`Store.max_txn_ops`: Consul 64, etcd 128, the file store 65,536). Tests pass shorter
 times.
 """
 

@@ -6,7 +6,7 @@ A stack has no record of its own: it is the services whose spec says `stack: <na
 created, updated or (with `prune`) removed in *one* transaction, each guarded by the
 revision its decision was read at, so a deploy racing another change writes nothing
 and says so (409). One transaction holds at most the store's `max_txn_ops` compares and
-operations (Consul 64, etcd 128, the file store 4096), and a deploy costs two per
+operations (Consul 64, etcd 128, the file store 65,536), and a deploy costs two per
 service written or removed, one per unchanged service, and the port claims that move
 (two per ingress port newly claimed, one per port released, one per new host-mode
 port: see `ports`), all in the same transaction. A stack that does not fit is
