@@ -3,9 +3,9 @@
 It follows `tasks/<node-id>/`: a listing, then a watch from the listing's revision + 1
 (after `RevisionCompacted`: a new listing, diffed against what it knew). For each task:
 
-- desired running: report `preparing` and `starting`, `runtime.ensure(task)`, then what
-  the runtime observes (`running` with its container id and endpoints). `TaskRejected`
-  is reported `rejected` with the reason;
+- desired running: report `preparing` and `starting` (queued, not waited for),
+  `runtime.ensure(task)`, then what the runtime observes (`running` with its container
+  id and endpoints). `TaskRejected` is reported `rejected` with the reason;
 - desired shutdown: `runtime.stop(task, grace)`, then `shutdown`;
 - key deleted: `runtime.remove(task)`, and its status key goes too.
 
@@ -484,11 +484,14 @@ class Executor:
                     error="unit not found",
                 )
             return
+        # Neither is waited for: the start does not wait on the store (a slow store would
+        # hold every start up by one write), and on a quick runtime `preparing`,
+        # `starting` and `running` usually land as one write, of `running`. The order
+        # still holds: a task's statuses are written one after another (`StatusReporter`).
         if _progress(reported) < _PROGRESS[TaskState.PREPARING]:
-            # not waited for: `starting` follows at once and usually lands in its place
             await self._report(slot, TaskState.PREPARING, wait=False)
         if _progress(slot.reported) < _PROGRESS[TaskState.STARTING]:
-            await self._report(slot, TaskState.STARTING)
+            await self._report(slot, TaskState.STARTING, wait=False)
         try:
             async with self._acting(slot):
                 unit = await self._runtime.ensure(task)

@@ -17,10 +17,10 @@ transaction (as many as the store takes: `Store.max_txn_ops`). A report still re
 only once its status is written (or raises what the store raised). Writes of one key
 that wait in the same batch are written once, with the last value, and all return when
 it lands: a reporter that does not wait for each report (a task that went preparing ->
-starting -> running within the window) costs one write. The executor waits for each
-report but `preparing`, which `starting` follows at once (`report_soon`): the two
-usually land as one write of `starting`; every other transition is written in order,
-each in its own transaction.
+starting -> running within the window) costs one write. The executor queues
+`preparing` and `starting` without waiting (`report_soon`) and starts the unit at once:
+on a quick runtime the three usually land as one write of `running`. Every report of a
+task is written in order: the batcher never has two writes of one key in flight.
 """
 
 from __future__ import annotations
@@ -208,8 +208,8 @@ class StatusReporter:
                 del self._latest[task_id]
 
     def report_soon(self, status: TaskStatus) -> None:
-        """Queue `status` and return at once, for a transition that the next report of
-        the task follows within moments (`preparing`, then `starting`).
+        """Queue `status` and return at once, for a transition whose work must not wait
+        on the store (`preparing` and `starting`: the start follows at once).
 
         It goes out with the next batch, and a later report of the task waiting in the
         same batch lands in its place (one write for both). Order is kept: the batcher

@@ -1,16 +1,17 @@
 """The executor against a runtime whose listings and starts a test holds and releases.
 
 What users care about: a task that was just started is never reported failed because a
-listing of the runtime, taken before its unit existed, arrived late. Each test forces one
-interleaving of the task's worker (reports, then `ensure`) with a listing (`observe`,
-from a resync or a change notification), on the fake, hollow and process runtimes; no
+listing of the runtime, taken before its unit existed, arrived late; and a slow store
+does not hold its start up. Each test forces one interleaving of the task's worker
+(queued reports, then `ensure`) with a listing (`observe`, from a resync or a change
+notification) or with a held status write, on the fake, hollow and process runtimes; no
 timing decides the order. A unit that really disappears is still reported failed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,10 @@ from controlplane.agent.executor import CHANGE_BATCH_WINDOW, Executor
 from controlplane.agent.runtime import NodeDescription, Observed, Runtime
 from controlplane.agent.runtime.hollow import HollowRuntime
 from controlplane.agent.runtime.process import ProcessRuntime
-from controlplane.agent.status import StatusReporter
+from controlplane.agent.status import StatusBatcher, StatusReporter
 from controlplane.models import Task, TaskSpec, TaskStatus
 from controlplane.models.task import TaskState
-from discovery import Store
+from discovery import Compare, Event, EventType, Op, Store, TxnResult
 from tests.agent.conftest import CLUSTER_ID, FakeRuntime, FlakyStore, eventually, make_task
 
 NODE = "n-races"
@@ -83,21 +84,15 @@ class GatedRuntime(Runtime):
         await self.inner.close()
 
 
-class HeldReporter(StatusReporter):
-    """Records every status, writes none; a report of `hold_state` waits for `release`."""
+class RecordingReporter(StatusReporter):
+    """Records every status, writes none."""
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
         self.statuses: list[TaskStatus] = []
-        self.hold_state: TaskState | None = None
-        self.holding = asyncio.Event()  # a held report is waiting
-        self.release = asyncio.Event()
 
     async def report(self, status: TaskStatus) -> None:
         self.statuses.append(status)
-        if status.state is self.hold_state:
-            self.holding.set()
-            await self.release.wait()
 
     def report_soon(self, status: TaskStatus) -> None:
         self.statuses.append(status)
@@ -107,6 +102,27 @@ class HeldReporter(StatusReporter):
 
     def states(self, task_id: str) -> list[TaskState]:
         return [s.state for s in self.statuses if s.task_id == task_id]
+
+
+class HeldStatusWrites(FlakyStore):
+    """The agent's store, whose status writes wait while `gate` is clear (a slow store)."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.gate = asyncio.Event()
+        self.waiting = 0  # status transactions waiting at the gate now
+
+    async def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
+        if any(op.key.startswith(keys.STATUS) for op in ops):
+            self.waiting += 1
+            try:
+                await self.gate.wait()
+            finally:
+                self.waiting -= 1
+        return await super().txn(compares, ops)
+
+
+Started = tuple[GatedRuntime, RecordingReporter, Executor]
 
 
 def fake(tmp_path: Path) -> Runtime:
@@ -145,9 +161,9 @@ def runtime_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def started(
     agent_store: FlakyStore, tmp_path: Path, runtime_name: str
-) -> AsyncIterator[tuple[GatedRuntime, HeldReporter, Executor]]:
+) -> AsyncIterator[tuple[GatedRuntime, RecordingReporter, Executor]]:
     runtime = GatedRuntime(RUNTIMES[runtime_name](tmp_path))
-    reporter = HeldReporter(agent_store)
+    reporter = RecordingReporter(agent_store)
     executor = Executor(
         agent_store,
         runtime,
@@ -183,7 +199,7 @@ async def resync(executor: Executor) -> None:
     await executor._resync()
 
 
-async def settled(reporter: HeldReporter, task: Task) -> None:
+async def settled(reporter: RecordingReporter, task: Task) -> None:
     """Once the task has reported running, and the listing its start announced is in."""
     await eventually(
         lambda: _reported(reporter, task, TaskState.RUNNING), what=f"{task.id} running"
@@ -191,57 +207,87 @@ async def settled(reporter: HeldReporter, task: Task) -> None:
     await asyncio.sleep(10 * CHANGE_BATCH_WINDOW)
 
 
-async def _reported(reporter: HeldReporter, task: Task, state: TaskState) -> bool:
+async def _reported(reporter: RecordingReporter, task: Task, state: TaskState) -> bool:
     return state in reporter.states(task.id)
 
 
-async def test_a_listing_delivered_between_the_starting_report_and_the_start_is_not_a_loss(
-    agent_store: FlakyStore, started: tuple[GatedRuntime, HeldReporter, Executor], runtime_name: str
+async def test_a_slow_status_write_holds_up_neither_the_start_nor_a_listing(
+    agent_store: FlakyStore, tmp_path: Path, runtime_name: str
 ) -> None:
-    """The CI failure: the listing saw no unit (none existed yet) and was delivered while
-    the worker awaited its `starting` report; the worker then started the unit, and took
-    the old listing for a unit that had disappeared."""
-    runtime, reporter, executor = started
-    task = task_for(runtime_name)
-    reporter.hold_state = TaskState.STARTING
-    await put(agent_store, task)
-    await asyncio.wait_for(reporter.holding.wait(), 5.0)
+    """`preparing` and `starting` are queued, not waited for: the unit starts while the
+    store still holds those writes, a listing taken meanwhile finds the unit (nothing is
+    reported lost), and once the store answers the statuses land in order and end at
+    running. (Until this session the worker awaited `starting`, and a listing delivered
+    during that wait was the CI failure "its unit disappeared".)"""
+    store = HeldStatusWrites(agent_store)
+    runtime = RUNTIMES[runtime_name](tmp_path)
+    executor = Executor(
+        store,
+        runtime,
+        node_id=NODE,
+        cluster_id=CLUSTER_ID,
+        reporter=StatusReporter(store, batcher=StatusBatcher(store)),
+        resync_interval=3600.0,
+    )
+    running = asyncio.create_task(executor.run())
+    try:
+        await eventually(lambda: _ready(executor, running), what="executor ready")
+        task = task_for(runtime_name)
+        start = (await agent_store.list(keys.STATUS)).revision + 1
+        await put(agent_store, task)
 
-    await resync(executor)  # asked and answered while the worker waits: no unit yet
-    reporter.release.set()
+        await eventually(lambda: _listed(runtime, task), what="the unit started")
+        assert store.waiting >= 1  # its first status write is still held
+        assert await agent_store.get(keys.status(task.id)) is None
+        await resync(executor)
+        await resync(executor)
+        store.gate.set()
 
-    await settled(reporter, task)
-    await resync(executor)  # the listings after the start see the unit
-    await resync(executor)
-    states = reporter.states(task.id)
-    assert states == [TaskState.PREPARING, TaskState.STARTING, TaskState.RUNNING], states
-    assert [u.task_id for u in await runtime.inner.observe()] == [task.id]
+        await eventually(
+            lambda: _landed(agent_store, task, TaskState.RUNNING), what="running written"
+        )
+        await asyncio.sleep(10 * CHANGE_BATCH_WINDOW)
+        written = [
+            TaskStatus.load(event.value).state
+            for event in await _events(agent_store, keys.status(task.id), start)
+        ]
+        assert written[-1] is TaskState.RUNNING, written
+        assert written == sorted(written, key=list(TaskState).index), written  # in order
+        assert [u.task_id for u in await runtime.observe()] == [task.id]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        for unit in await runtime.observe():
+            await runtime.remove(unit.task_id)
+        await runtime.close()
 
 
-async def test_a_listing_asked_before_the_start_and_answered_after_it_is_dropped(
-    agent_store: FlakyStore, started: tuple[GatedRuntime, HeldReporter, Executor], runtime_name: str
-) -> None:
-    runtime, reporter, executor = started
-    task = task_for(runtime_name)
-    reporter.hold_state = TaskState.STARTING
-    await put(agent_store, task)
-    await asyncio.wait_for(reporter.holding.wait(), 5.0)
+async def _listed(runtime: Runtime, task: Task) -> bool:
+    return any(unit.task_id == task.id for unit in await runtime.observe())
 
-    runtime.answer.clear()
-    listing = asyncio.create_task(resync(executor))
-    await eventually(lambda: _asked(runtime, 1), what="the listing asked")
-    reporter.release.set()
-    await settled(reporter, task)  # started and reported running meanwhile
-    runtime.answer.set()
-    await listing  # no unit, from before the start
 
-    await resync(executor)
-    states = reporter.states(task.id)
-    assert states == [TaskState.PREPARING, TaskState.STARTING, TaskState.RUNNING], states
+async def _landed(store: Store, task: Task, state: TaskState) -> bool:
+    found = await store.get(keys.status(task.id))
+    return found is not None and TaskStatus.load(found.value).state is state
+
+
+async def _events(store: Store, key: str, start: int) -> list[Event]:
+    """The puts of `key` from revision `start` to now."""
+    now = (await store.list(key)).revision
+    seen: list[Event] = []
+    if now < start:
+        return seen
+    async with asyncio.timeout(5.0):
+        async for event in store.watch(key, start_revision=start):
+            if event.key == key and event.type is EventType.PUT:
+                seen.append(event)
+            if event.revision >= now:
+                break
+    return seen
 
 
 async def test_a_listing_asked_while_the_unit_is_being_started_is_dropped(
-    agent_store: FlakyStore, started: tuple[GatedRuntime, HeldReporter, Executor], runtime_name: str
+    agent_store: FlakyStore, started: Started, runtime_name: str
 ) -> None:
     runtime, reporter, executor = started
     task = task_for(runtime_name)
@@ -267,7 +313,7 @@ async def test_a_listing_asked_while_the_unit_is_being_started_is_dropped(
 
 
 async def test_a_listing_asked_before_the_task_arrived_is_no_loss(
-    agent_store: FlakyStore, started: tuple[GatedRuntime, HeldReporter, Executor], runtime_name: str
+    agent_store: FlakyStore, started: Started, runtime_name: str
 ) -> None:
     runtime, reporter, executor = started
     task = task_for(runtime_name)
@@ -284,7 +330,7 @@ async def test_a_listing_asked_before_the_task_arrived_is_no_loss(
 
 
 async def test_a_unit_missing_from_one_listing_only_is_not_reported_failed(
-    agent_store: FlakyStore, started: tuple[GatedRuntime, HeldReporter, Executor], runtime_name: str
+    agent_store: FlakyStore, started: Started, runtime_name: str
 ) -> None:
     """An engine's list that leaves a running unit out once (a hiccup) costs one more
     listing, not the task."""
@@ -302,7 +348,7 @@ async def test_a_unit_missing_from_one_listing_only_is_not_reported_failed(
 
 
 async def test_a_unit_that_really_disappears_is_still_reported_failed(
-    agent_store: FlakyStore, started: tuple[GatedRuntime, HeldReporter, Executor], runtime_name: str
+    agent_store: FlakyStore, started: Started, runtime_name: str
 ) -> None:
     runtime, reporter, executor = started
     task = task_for(runtime_name)
@@ -318,7 +364,7 @@ async def test_a_unit_that_really_disappears_is_still_reported_failed(
     assert failed.error == "unit not found"
 
 
-async def _last(reporter: HeldReporter, task: Task, state: TaskState) -> TaskStatus | None:
+async def _last(reporter: RecordingReporter, task: Task, state: TaskState) -> TaskStatus | None:
     mine = [s for s in reporter.statuses if s.task_id == task.id]
     return mine[-1] if mine and mine[-1].state is state else None
 
