@@ -33,6 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from discovery.backends.file_bulk import (
+    BULK_MIN,
+    bulk_text,
+    mod_revisions,
+    put_many,
+    renew_many,
+)
 from discovery.contract import (
     Compare,
     Delete,
@@ -381,22 +388,14 @@ class Database:
         One transaction, not one each: a hollow fleet renews a thousand leases every
         heartbeat period, and a thousand separate transactions keep the write lock so
         busy that another process's writers (the leader's) wait in SQLite's sleeping
-        busy handler for seconds.
+        busy handler for seconds. And two statements, not one per lease (`file_bulk`):
+        row by row, a renewal in a busy process held the lock for up to a second.
         """
 
         def body(conn: sqlite3.Connection, revisions: _Revisions) -> set[int]:
-            now = time.time()
-            lost: set[int] = set()
-            for lease in leases:
-                renewed = (
-                    lease in _LEASE_IDS
-                    and conn.execute(
-                        "UPDATE leases SET expires_at = ? + ttl WHERE id = ?", (now, lease)
-                    ).rowcount
-                )
-                if not renewed:
-                    lost.add(lease)
-            return lost
+            valid = [lease for lease in leases if lease in _LEASE_IDS]
+            lost = {lease for lease in leases if lease not in _LEASE_IDS}
+            return lost | renew_many(conn, valid, now=time.time())
 
         return self._write(body)
 
@@ -441,24 +440,42 @@ class Database:
 
     def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
         def body(conn: sqlite3.Connection, revisions: _Revisions) -> TxnResult:
-            for op in ops:
-                if (
-                    isinstance(op, Put)
-                    and op.lease is not None
-                    and not _lease_exists(conn, op.lease)
-                ):
-                    raise LeaseNotFound(f"lease {op.lease} does not exist (expired or revoked)")
-            found: dict[str, int] = {}
-            for cmp in compares:
-                row = conn.execute("SELECT mod_rev FROM kv WHERE key = ?", (cmp.key,)).fetchone()
-                found[cmp.key] = row[0] if row is not None else 0
+            leases = {op.lease for op in ops if isinstance(op, Put) and op.lease is not None}
+            for lease in sorted(leases):
+                if not _lease_exists(conn, lease):
+                    raise LeaseNotFound(f"lease {lease} does not exist (expired or revoked)")
+            found = mod_revisions(conn, [cmp.key for cmp in compares])
             if any(found[cmp.key] != cmp.mod_revision for cmp in compares):
                 return TxnResult(False, revisions.revision, found)
-            for op in ops:
-                self._apply(conn, revisions, op)
+            self._apply_all(conn, revisions, ops)
             return TxnResult(True, revisions.seal())
 
         return self._write(body)
+
+    def _apply_all(
+        self, conn: sqlite3.Connection, revisions: _Revisions, ops: Sequence[Op]
+    ) -> None:
+        """`ops` in order; runs of puts in bulk (`file_bulk`), the rest one by one."""
+        run: list[tuple[Put, str]] = []
+
+        def write_run() -> None:
+            if len(run) >= BULK_MIN:
+                put_many(conn, run, revision=revisions.pending, seq=revisions.seq)
+                revisions.seq += len(run)
+            else:
+                for put, _ in run:
+                    self._apply(conn, revisions, put)
+            run.clear()
+
+        for op in ops:
+            text = bulk_text(op)
+            if text is None:
+                write_run()
+                self._apply(conn, revisions, op)
+            else:
+                assert isinstance(op, Put)
+                run.append((op, text))
+        write_run()
 
     def _apply(self, conn: sqlite3.Connection, revisions: _Revisions, op: Op) -> None:
         if isinstance(op, Put):

@@ -23,10 +23,14 @@ from pathlib import Path
 import pytest
 
 from discovery import (
+    Compare,
+    Delete,
     Event,
     EventType,
     InvalidStoreURL,
     LeaseNotFound,
+    Op,
+    Put,
     RevisionCompacted,
     Store,
     StoreUnavailable,
@@ -447,3 +451,54 @@ async def test_renewing_many_leases_does_not_revive_one_whose_ttl_passed(file_ur
             database.close()
         assert len(expiries) == 1  # one transaction: one clock reading for every renewal
         assert expiries.pop() > time.time() + 2.0
+
+
+async def test_a_large_transaction_keeps_order_bytes_and_history_whatever_its_values(
+    file_url: str,
+) -> None:
+    """Runs of puts are written in bulk (`file_bulk`); values that cannot travel as
+    text (not UTF-8, or with a NUL), deletes and repeated keys are written in their
+    place. What a reader and a watcher see is exactly the transaction, in order."""
+    odd = [b"\xff\xfe binary", b"nul \x00 inside", "ünïcode ✓".encode()]
+    ops: list[Op] = [Put(f"bulk/{i:03d}", f'{{"n":{i}}}'.encode()) for i in range(40)]
+    ops[10] = Put("bulk/010", odd[0])
+    ops[20] = Delete("bulk/005")
+    ops[30] = Put("bulk/030", odd[1])
+    ops += [Put("bulk/000", b"last wins"), Put("bulk/999", odd[2])]
+    ops += [Put(f"bulk/{i:03d}", b"x" * i) for i in range(100, 120)]
+    expected: dict[str, bytes] = {}
+    for op in ops:
+        if isinstance(op, Put):
+            expected[op.key] = op.value
+        else:
+            expected.pop(op.key, None)
+    async with await open_store(file_url) as store:
+        await store.put("bulk/005", b"to be deleted")
+        start = (await store.list("")).revision + 1
+        compares = [Compare(f"bulk/{i:03d}", 0) for i in range(40) if i != 5]
+        result = await store.txn(compares, ops)
+        assert result.succeeded
+        listing = await store.list("bulk/")
+        assert {kv.key: kv.value for kv in listing.items} == expected
+        assert {kv.mod_revision for kv in listing.items} == {result.revision}
+        events = await collect_events(store, "bulk/", start, len(ops))
+        assert [(e.type, e.key, e.value) for e in events] == [
+            (EventType.PUT, op.key, op.value)
+            if isinstance(op, Put)
+            else (EventType.DELETE, op.key, None)
+            for op in ops
+        ]
+        stale = await store.txn([Compare("bulk/001", 0), *compares], [Put("bulk/x", b"")])
+        assert not stale.succeeded
+        assert stale.found["bulk/001"] == result.revision
+        assert stale.found["bulk/003"] == result.revision
+
+
+async def collect_events(store: Store, prefix: str, start: int, count: int) -> list[Event]:
+    events: list[Event] = []
+    async with asyncio.timeout(10):
+        async for event in store.watch(prefix, start_revision=start):
+            events.append(event)
+            if len(events) == count:
+                return events
+    return events
