@@ -11,6 +11,12 @@ a node subscribing a little after its listing misses nothing, and answers
 `RevisionCompacted` (list again) when asked for older events than it kept, exactly as
 a store would. A store error behind the shared watch is retried in one place; nodes
 see only events, in order.
+
+A big revision (the leader writing 10,000 tasks at once) is handed out `DISPATCH_SLICE`
+events at a time, letting the loop run in between: the nodes that got the first tasks
+start them, and their statuses go out, while the rest are still being handed out.
+Handed out in one go, every node waited for the last event and the fleet's status
+writes all landed at the end, in one burst.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from discovery import Event, RevisionCompacted, Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 _Item = Event | RevisionCompacted
+
+#: Events handed out before the pump lets the loop run what they woke (see `_follow`).
+DISPATCH_SLICE = 200
 
 
 class SharedTaskWatch:
@@ -77,10 +86,14 @@ class SharedTaskWatch:
         backoff = Backoff(first=0.2, cap=5.0)
         while True:
             try:
+                dispatched = 0
                 async for event in self._store.watch(keys.TASKS, start_revision=start):
                     start = event.revision + 1
                     self._dispatch(event)
                     backoff.reset()
+                    dispatched += 1
+                    if dispatched % DISPATCH_SLICE == 0:
+                        await asyncio.sleep(0)
             except RevisionCompacted as exc:
                 log.warning("shared task watch compacted: %s", exc)
                 for subscribers in list(self._subscribers.values()):

@@ -18,9 +18,9 @@ from controlplane.agent import fleet as fleet_module
 from controlplane.agent.fleet import HollowFleet
 from controlplane.agent.heartbeat import renewer_for
 from controlplane.agent.runtime_factory import RuntimeOptions, runtime_factory
-from controlplane.agent.shared_watch import SharedTaskWatch
+from controlplane.agent.shared_watch import DISPATCH_SLICE, SharedTaskWatch
 from controlplane.models.task import TaskState
-from discovery import Event, Lease, RevisionCompacted, Store, open_store
+from discovery import Event, Lease, Put, RevisionCompacted, Store, open_store
 from tests.agent.conftest import FlakyStore, eventually, make_task, put_task, state_is
 
 
@@ -66,6 +66,37 @@ async def test_shared_watch_routes_each_nodes_events_and_replays_recent_ones(
     with pytest.raises(RevisionCompacted):
         await first_events(shared.watch(keys.node_tasks("n2"), start_revision=late_start), 1)
     await shared.close()
+
+
+async def test_a_large_revision_is_handed_out_in_slices(plain_store: Store) -> None:
+    """10,000 new tasks arrive as one revision; the nodes that got the first ones start
+    on them (and their statuses go out) while the rest are still being handed out,
+    instead of every node waiting until the whole revision is dispatched."""
+    shared = SharedTaskWatch(plain_store)
+    start = (await plain_store.list(keys.TASKS)).revision + 1
+    count = 4 * DISPATCH_SLICE
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def first_tick(node: str) -> int:
+        watch = shared.watch(keys.node_tasks(node), start_revision=start)
+        await first_events(watch, 1)
+        return ticks
+
+    ticking = asyncio.create_task(tick())
+    first = asyncio.create_task(first_tick("n0000"))
+    last = asyncio.create_task(first_tick(f"n{count - 1:04d}"))
+    await asyncio.sleep(0.05)
+    await plain_store.txn([], [Put(keys.task(f"n{i:04d}", "t"), b"{}") for i in range(count)])
+    got_first, got_last = await first, await last
+    ticking.cancel()
+    await shared.close()
+    assert got_last - got_first >= 3  # the loop ran between the slices
 
 
 async def test_fleet_of_50_nodes_runs_each_nodes_tasks(plain_store: Store, tmp_path: Path) -> None:
