@@ -3,9 +3,9 @@
 It follows `tasks/<node-id>/`: a listing, then a watch from the listing's revision + 1
 (after `RevisionCompacted`: a new listing, diffed against what it knew). For each task:
 
-- desired running: report `preparing` and `starting` (queued, not waited for),
-  `runtime.ensure(task)`, then what the runtime observes (`running` with its container
-  id and endpoints). `TaskRejected` is reported `rejected` with the reason;
+- desired running: report `starting` (queued, not waited for), `runtime.ensure(task)`,
+  then what the runtime observes (`running` with its container id and endpoints).
+  `TaskRejected` is reported `rejected` with the reason;
 - desired shutdown: `runtime.stop(task, grace)`, then `shutdown`;
 - key deleted: `runtime.remove(task)`, and its status key goes too.
 
@@ -161,7 +161,7 @@ class Executor:
         self._listings = 0  # listings of the runtime asked for so far
         self.ready = asyncio.Event()  # set once the first listing and resync are done
         # Workers wait for the statuses of the listed tasks: a worker that ran before
-        # would take a running task for a new one and report it preparing again.
+        # would take a running task for a new one and report it starting again.
         self._loaded = asyncio.Event()
 
     # --- the loops ----------------------------------------------------------------------
@@ -484,13 +484,13 @@ class Executor:
                     error="unit not found",
                 )
             return
-        # Neither is waited for: the start does not wait on the store (a slow store would
-        # hold every start up by one write), and on a quick runtime `preparing`,
-        # `starting` and `running` usually land as one write, of `running`. The order
-        # still holds: a task's statuses are written one after another (`StatusReporter`).
-        if _progress(reported) < _PROGRESS[TaskState.PREPARING]:
-            await self._report(slot, TaskState.PREPARING, wait=False)
-        if _progress(slot.reported) < _PROGRESS[TaskState.STARTING]:
+        # Not waited for: the start does not wait on the store (a slow store would hold
+        # every start up by one write), and on a quick runtime `starting` and `running`
+        # usually land as one write, of `running`. The order still holds: a task's
+        # statuses are written one after another (`StatusReporter`). No `preparing`:
+        # `ensure` pulls, creates and starts in one call, so there is no step of its own
+        # to report (it was overwritten by `starting` within the same moment).
+        if _progress(reported) < _PROGRESS[TaskState.STARTING]:
             await self._report(slot, TaskState.STARTING, wait=False)
         try:
             async with self._acting(slot):

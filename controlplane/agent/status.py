@@ -16,11 +16,12 @@ batcher, which waits `BATCH_WINDOW` for others and writes all of them in one
 transaction (as many as the store takes: `Store.max_txn_ops`). A report still returns
 only once its status is written (or raises what the store raised). Writes of one key
 that wait in the same batch are written once, with the last value, and all return when
-it lands: a reporter that does not wait for each report (a task that went preparing ->
-starting -> running within the window) costs one write. The executor queues
-`preparing` and `starting` without waiting (`report_soon`) and starts the unit at once:
-on a quick runtime the three usually land as one write of `running`. Every report of a
-task is written in order: the batcher never has two writes of one key in flight.
+it lands: a reporter that does not wait for each report (a task that went starting ->
+running within the window) costs one write. The executor queues `starting` without
+waiting (`report_soon`: no future, a callback) and starts the unit at once: on a quick
+runtime the two land as one write of `running`, and the status that was overtaken is
+never even encoded (a batch encodes only the last status of each key). Every report
+of a task is written in order: the batcher never has two writes of one key in flight.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import collections
 import functools
 import logging
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from controlplane import keys
@@ -51,30 +52,53 @@ BATCH_WINDOW = 0.005
 BATCHES_IN_FLIGHT = 4
 
 
+#: What waits for a write: a caller's future, or a callback told the outcome (None: landed).
+Waiter = asyncio.Future[None] | Callable[[BaseException | None], None]
+#: What is written: an operation, or a task status (put under `status/<id>`, encoded only
+#: if it is the latest of its key when its batch is taken).
+Item = Op | TaskStatus
+
+
+def _key(item: Item) -> str:
+    return keys.status(item.task_id) if isinstance(item, TaskStatus) else item.key
+
+
+def _op(key: str, item: Item) -> Op:
+    return Put(key, item.dump()) if isinstance(item, TaskStatus) else item
+
+
 class StatusBatcher:
     """Coalesces the status writes made on one store connection (module docstring)."""
 
     def __init__(self, store: Store, *, window: float = BATCH_WINDOW) -> None:
         self._store = store
         self._window = window
-        self._queue: collections.deque[tuple[Op, asyncio.Future[None]]] = collections.deque()
+        self._queue: collections.deque[tuple[str, Item, Waiter]] = collections.deque()
         self._sender: asyncio.Task[None] | None = None
         self._in_flight: set[str] = set()  # keys of the transactions being sent
         #: Transactions sent, and writes they carried: for tests and benchmarks.
         self.transactions = 0
         self.writes = 0
 
-    async def write(self, op: Op) -> None:
-        """Send `op` with the others of its batch; raises what the store raised."""
-        await self.submit(op)
+    async def write(self, item: Item) -> None:
+        """Send `item` with the others of its batch; raises what the store raised."""
+        await self.submit(item)
 
-    def submit(self, op: Op) -> asyncio.Future[None]:
-        """Queue `op` for the next batch; the future settles when its batch has landed."""
+    def submit(self, item: Item) -> asyncio.Future[None]:
+        """Queue `item` for the next batch; the future settles when its batch has landed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((op, future))
+        self._enqueue(item, future)
+        return future
+
+    def submit_soon(self, item: Item, done: Callable[[BaseException | None], None]) -> None:
+        """Queue `item`; `done` is called with None once it landed, or with the error
+        (`asyncio.CancelledError` if the batcher was cancelled first). No future."""
+        self._enqueue(item, done)
+
+    def _enqueue(self, item: Item, waiter: Waiter) -> None:
+        self._queue.append((_key(item), item, waiter))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send(), name="status batcher")
-        return future
 
     async def _send(self) -> None:
         sending: set[asyncio.Task[None]] = set()
@@ -92,72 +116,85 @@ class StatusBatcher:
         finally:  # cancelled with its loop: nobody waits forever
             for task in sending:
                 task.cancel()
-            for _, future in self._queue:
-                if not future.done():
-                    future.cancel()
+            _cancel_all([waiter for _, _, waiter in self._queue])
 
-    def _take(self) -> list[tuple[Op, list[asyncio.Future[None]]]]:
+    def _take(self) -> list[tuple[Op, list[Waiter]]]:
         """The next batch from the front of the queue: at most the store's limit of keys.
 
         Several writes of one key waiting together become one: the last of them, which
-        settles every one of their futures when it lands (only the latest status
+        settles every one of their waiters when it lands (only the latest status
         matters, and nobody can tell it apart from the earlier ones written just before).
+        A status is encoded only then, and only the last of its key.
         Only the front is looked at (thousands may wait behind a batch of 128 on etcd).
         """
-        batch: dict[str, tuple[Op, list[asyncio.Future[None]]]] = {}
+        batch: dict[str, tuple[Item, list[Waiter]]] = {}
         queue = self._queue
         limit = self._store.max_txn_ops
         while queue:
-            op, future = queue[0]
-            if not future.done():  # done: its reporter gave up waiting and kept the status
-                queued = batch.get(op.key)
+            key, item, waiter = queue[0]
+            # a future already done: its reporter gave up waiting and kept the status
+            if not (isinstance(waiter, asyncio.Future) and waiter.done()):
+                queued = batch.get(key)
                 if queued is not None:
-                    queued[1].append(future)
-                    batch[op.key] = (op, queued[1])
-                elif len(batch) < limit and op.key not in self._in_flight:
-                    batch[op.key] = (op, [future])
+                    queued[1].append(waiter)
+                    batch[key] = (item, queued[1])
+                elif len(batch) < limit and key not in self._in_flight:
+                    batch[key] = (item, [waiter])
                 else:
                     break
             queue.popleft()
         self._in_flight.update(batch)
-        return list(batch.values())
+        return [(_op(key, item), waiters) for key, (item, waiters) in batch.items()]
 
-    async def _send_one(self, batch: list[tuple[Op, list[asyncio.Future[None]]]]) -> None:
+    async def _send_one(self, batch: list[tuple[Op, list[Waiter]]]) -> None:
         try:
             await self._write_batch(batch)
         except asyncio.CancelledError:  # with its loop: nobody waits forever
-            for _, futures in batch:
-                for future in futures:
-                    future.cancel()
+            _cancel_all([waiter for _, waiters in batch for waiter in waiters])
             raise
         finally:
             self._in_flight.difference_update(op.key for op, _ in batch)
 
-    async def _write_batch(self, batch: list[tuple[Op, list[asyncio.Future[None]]]]) -> None:
+    async def _write_batch(self, batch: list[tuple[Op, list[Waiter]]]) -> None:
         self.transactions += 1
         self.writes += len(batch)
         try:
             await self._store.txn([], [op for op, _ in batch])
         except (StoreUnavailable, TimeoutError) as exc:
-            for _, futures in batch:
-                _settle_all(futures, exc)
+            for _, waiters in batch:
+                _settle_all(waiters, exc)
         except DiscoveryError:
             # refused as a whole (one bad value): each alone, so that the rest land
-            for op, futures in batch:
+            for op, waiters in batch:
                 try:
                     await self._store.txn([], [op])
                 except Exception as exc:  # handed to the reporters it belongs to
-                    _settle_all(futures, exc)
+                    _settle_all(waiters, exc)
                 else:
-                    _settle_all(futures, None)
+                    _settle_all(waiters, None)
         else:
-            for _, futures in batch:
-                _settle_all(futures, None)
+            for _, waiters in batch:
+                _settle_all(waiters, None)
 
 
-def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
-    for future in futures:
-        settle(future, error)
+def _settle_all(waiters: list[Waiter], error: BaseException | None) -> None:
+    for waiter in waiters:
+        if isinstance(waiter, asyncio.Future):
+            settle(waiter, error)
+            continue
+        try:
+            waiter(error)
+        except Exception:  # one reporter's bug must not stop the others' writes
+            log.exception("a status write's callback failed")
+
+
+def _cancel_all(waiters: list[Waiter]) -> None:
+    for waiter in waiters:
+        if isinstance(waiter, asyncio.Future):
+            if not waiter.done():
+                waiter.cancel()
+        else:
+            _settle_all([waiter], asyncio.CancelledError())
 
 
 _batchers: weakref.WeakKeyDictionary[Store, StatusBatcher] = weakref.WeakKeyDictionary()
@@ -199,7 +236,7 @@ class StatusReporter:
             return
         self._latest[task_id] = status
         try:
-            await self._bounded(self._batcher.submit(Put(keys.status(task_id), status.dump())))
+            await self._bounded(self._batcher.submit(status))
         except (StoreUnavailable, TimeoutError) as exc:
             log.info("status of task %s kept until the store answers: %s", task_id, exc)
             self._keep(task_id, status)
@@ -209,7 +246,7 @@ class StatusReporter:
 
     def report_soon(self, status: TaskStatus) -> None:
         """Queue `status` and return at once, for a transition whose work must not wait
-        on the store (`preparing` and `starting`: the start follows at once).
+        on the store (`starting`: the start follows at once).
 
         It goes out with the next batch, and a later report of the task waiting in the
         same batch lands in its place (one write for both). Order is kept: the batcher
@@ -221,16 +258,14 @@ class StatusReporter:
             self._keep(task_id, status)
             return
         self._latest[task_id] = status
-        future = self._batcher.submit(Put(keys.status(task_id), status.dump()))
-        future.add_done_callback(functools.partial(self._soon_done, status))
+        self._batcher.submit_soon(status, functools.partial(self._soon_done, status))
 
-    def _soon_done(self, status: TaskStatus, future: asyncio.Future[None]) -> None:
+    def _soon_done(self, status: TaskStatus, error: BaseException | None) -> None:
         newest = self._latest.get(status.task_id) is status
         if newest:
             del self._latest[status.task_id]
-        if future.cancelled() or future.exception() is None or not newest:
+        if error is None or isinstance(error, asyncio.CancelledError) or not newest:
             return  # landed, or another report of the task came after it
-        error = future.exception()
         if isinstance(error, (StoreUnavailable, TimeoutError)):
             log.info("status of task %s kept until the store answers: %s", status.task_id, error)
             self._keep(status.task_id, status)

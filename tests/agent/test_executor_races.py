@@ -309,7 +309,7 @@ async def test_a_listing_asked_while_the_unit_is_being_started_is_dropped(
             await listing
     await resync(executor)
     states = reporter.states(task.id)
-    assert states == [TaskState.PREPARING, TaskState.STARTING, TaskState.RUNNING], states
+    assert states == [TaskState.STARTING, TaskState.RUNNING], states
 
 
 async def test_a_listing_asked_before_the_task_arrived_is_no_loss(
@@ -326,7 +326,7 @@ async def test_a_listing_asked_before_the_task_arrived_is_no_loss(
     await listing
     await resync(executor)
     states = reporter.states(task.id)
-    assert states == [TaskState.PREPARING, TaskState.STARTING, TaskState.RUNNING], states
+    assert states == [TaskState.STARTING, TaskState.RUNNING], states
 
 
 async def test_a_unit_missing_from_one_listing_only_is_not_reported_failed(
@@ -344,7 +344,7 @@ async def test_a_unit_missing_from_one_listing_only_is_not_reported_failed(
     await resync(executor)
     await asyncio.sleep(0.2)
     states = reporter.states(task.id)
-    assert states == [TaskState.PREPARING, TaskState.STARTING, TaskState.RUNNING], states
+    assert states == [TaskState.STARTING, TaskState.RUNNING], states
 
 
 async def test_a_unit_that_really_disappears_is_still_reported_failed(

@@ -149,17 +149,17 @@ async def test_batches_go_out_together_but_a_key_waits_for_its_previous_write(
 async def test_a_report_not_waited_for_lands_with_the_next_one_of_its_task(store: Store) -> None:
     batcher = StatusBatcher(store)
     reporter = StatusReporter(store, batcher=batcher)
-    reporter.report_soon(TaskStatus(task_id="quick", state=TaskState.PREPARING))
-    await reporter.report(TaskStatus(task_id="quick", state=TaskState.STARTING))
+    reporter.report_soon(TaskStatus(task_id="quick", state=TaskState.STARTING))
+    await reporter.report(TaskStatus(task_id="quick", state=TaskState.RUNNING))
     assert (batcher.transactions, batcher.writes) == (1, 1)  # one write, the later status
     kv = await store.get(keys.status("quick"))
     assert kv is not None
-    assert TaskStatus.load(kv.value).state is TaskState.STARTING
+    assert TaskStatus.load(kv.value).state is TaskState.RUNNING
 
 
 async def test_a_report_not_waited_for_alone_is_written(store: Store) -> None:
     reporter = StatusReporter(store, batcher=StatusBatcher(store))
-    reporter.report_soon(TaskStatus(task_id="alone", state=TaskState.PREPARING))
+    reporter.report_soon(TaskStatus(task_id="alone", state=TaskState.STARTING))
 
     async def landed() -> bool:
         return await store.get(keys.status("alone")) is not None
@@ -173,9 +173,9 @@ async def test_a_failed_report_not_waited_for_is_kept_unless_a_newer_one_came(
     async with await FlakyStore.open(memory_url) as store:
         reporter = StatusReporter(store, batcher=StatusBatcher(store))
         store.go_down()
-        reporter.report_soon(TaskStatus(task_id="a", state=TaskState.PREPARING))
-        reporter.report_soon(TaskStatus(task_id="b", state=TaskState.PREPARING))
-        await reporter.report(TaskStatus(task_id="b", state=TaskState.STARTING))
+        reporter.report_soon(TaskStatus(task_id="a", state=TaskState.STARTING))
+        reporter.report_soon(TaskStatus(task_id="b", state=TaskState.STARTING))
+        await reporter.report(TaskStatus(task_id="b", state=TaskState.RUNNING))
 
         async def both_kept() -> bool:
             return reporter.kept == 2
@@ -189,4 +189,4 @@ async def test_a_failed_report_not_waited_for_is_kept_unless_a_newer_one_came(
             assert kv is not None
             states[task_id] = TaskStatus.load(kv.value).state
         # a's only status is kept; b's older one yields to the newer, never lands after it
-        assert states == {"a": TaskState.PREPARING, "b": TaskState.STARTING}
+        assert states == {"a": TaskState.STARTING, "b": TaskState.RUNNING}
