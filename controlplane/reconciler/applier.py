@@ -20,7 +20,7 @@ already treats as "this term is over".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -114,23 +114,24 @@ def txn_parts(op: PlanOp) -> tuple[list[Compare], list[Op]]:
 Parts = tuple[list[Compare], list[Op]]
 
 
-def _batches(ops: Sequence[tuple[PlanOp, Parts]], *, room: int) -> list[list[tuple[PlanOp, Parts]]]:
-    batches: list[list[tuple[PlanOp, Parts]]] = []
+def _batches(ops: Sequence[PlanOp], *, room: int) -> Iterator[list[tuple[PlanOp, Parts]]]:
+    """The ops with their parts, packed in order; each batch is encoded only when the
+    one before it has been sent (the first thousand of 10,000 new tasks go out while
+    the rest wait to be encoded)."""
     batch: list[tuple[PlanOp, Parts]] = []
     used = 0
     written: set[str] = set()
-    for op, (compares, writes) in ops:
+    for op in ops:
+        compares, writes = txn_parts(op)
         size = len(compares) + len(writes)
-        touched = {write.key for write in writes}
-        if batch and (used + size > room or touched & written):
-            batches.append(batch)
+        if batch and (used + size > room or any(write.key in written for write in writes)):
+            yield batch
             batch, used, written = [], 0, set()
         batch.append((op, (compares, writes)))
         used += size
-        written |= touched
+        written.update(write.key for write in writes)
     if batch:
-        batches.append(batch)
-    return batches
+        yield batch
 
 
 async def apply_plan(
@@ -146,8 +147,7 @@ async def apply_plan(
     fence = Compare(keys.LEADER, fencing_token)
     applied = conflicts = transactions = revision = 0
     # each op's documents are encoded once (10,000 new tasks: 20,000 JSON documents)
-    encoded = [(op, txn_parts(op)) for op in plan.ops]
-    for batch in _batches(encoded, room=max_txn_items - 1):
+    for batch in _batches(plan.ops, room=max_txn_items - 1):
         remaining = batch
         while remaining:
             parts = [op_parts for _, op_parts in remaining]

@@ -3,8 +3,8 @@
 Defaults follow docs/DESIGN.md: a down node's tasks are replaced after one node TTL
 (15 s), each slot keeps its last five tasks, the scheduler spreads, and one
 transaction carries as many compares and operations as the store takes
-(`Store.max_txn_ops`: Consul 64, etcd 128, the file store 65,536). Tests pass shorter
-times.
+(`Store.max_txn_ops`: Consul 64, etcd 128), up to `LEADER_TXN_ITEMS`. Tests pass
+shorter times.
 """
 
 from __future__ import annotations
@@ -13,6 +13,12 @@ from dataclasses import dataclass
 
 #: Compares plus operations in one transaction when the store does not say: Consul's limit.
 MAX_TXN_ITEMS = 64
+#: The most compares plus operations the leader puts in one transaction where the store
+#: takes more (the file store takes 65,536): about 1,000 new tasks. A plan is written
+#: in pieces so that the first tasks land, and their nodes start them, while the rest
+#: are still being encoded and written; 10,000 tasks in one transaction kept every
+#: node waiting for the last.
+LEADER_TXN_ITEMS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,5 +43,12 @@ class ReconcilerConfig:
     #: Seconds between full passes (every service, whatever changed): a safety net under
     #: the passes that re-plan only the services whose inputs changed.
     full_pass_interval: float = 30.0
-    #: Compares plus operations per transaction (None: the store's `max_txn_ops`).
+    #: Compares plus operations per transaction (None: the store's `max_txn_ops`, at
+    #: most `LEADER_TXN_ITEMS`).
     max_txn_items: int | None = None
+
+    def txn_items(self, store_limit: int) -> int:
+        """Compares plus operations per transaction on a store that takes `store_limit`."""
+        if self.max_txn_items is not None:
+            return self.max_txn_items
+        return min(store_limit, LEADER_TXN_ITEMS)

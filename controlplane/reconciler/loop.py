@@ -182,7 +182,7 @@ class Reconciler:
                 self._store,
                 decided,
                 fencing_token=self._token,
-                max_txn_items=self._config.max_txn_items or self._store.max_txn_ops,
+                max_txn_items=self._config.txn_items(self._store.max_txn_ops),
                 expect=self._mirror.expect,
             )
         for line in decided.unplaced:

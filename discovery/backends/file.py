@@ -166,9 +166,9 @@ class FileStore(Store):
     scheme = "file"
     min_lease_ttl = 0.5
     #: SQLite has no limit of its own; this one bounds how long one transaction holds
-    #: the write lock (65,536 items: about half a second). The leader writes 10,000 new
-    #: tasks as one transaction, taking the lock once: split into 4,096-item pieces, each
-    #: piece waited in SQLite's sleeping busy handler behind the agents' status writes.
+    #: the write lock (65,536 items: about half a second), and lets a stack of thousands
+    #: of services deploy in one. (The leader writes its plans in smaller pieces:
+    #: `controlplane.reconciler.config.LEADER_TXN_ITEMS`.)
     max_txn_ops = 65536
     lease_expiry_slack = 1.0
     exact_history = True

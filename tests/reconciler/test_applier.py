@@ -10,6 +10,7 @@ from controlplane import keys
 from controlplane.models import LeaderRecord
 from controlplane.reconciler import NotLeader, Plan, ReconcilerConfig, apply_plan, plan
 from controlplane.reconciler.applier import txn_parts
+from controlplane.reconciler.config import LEADER_TXN_ITEMS
 from controlplane.state import ClusterSnapshot
 from controlplane.state.contents import ClusterContents
 from discovery import Compare, Op, Store, TxnResult, open_store
@@ -75,6 +76,28 @@ async def test_applies_a_plan_in_transactions_of_at_most_64_items(store: Store) 
     assert len((await store.list(keys.STATUS)).items) == 40
     assert max(counting.sizes) <= 64
     assert len(counting.sizes) == result.transactions == 3  # 1 fence + 15 creates of 4
+
+
+async def test_a_big_plan_goes_out_in_pieces_even_where_the_store_takes_it_whole(
+    store: Store,
+) -> None:
+    """The file store takes 65,536 items in one transaction; the leader still writes
+    about a thousand new tasks at a time, so the first land (and their nodes start
+    them) while the rest are being written. A store with a lower limit sets it."""
+    config = ReconcilerConfig()
+    assert config.txn_items(65_536) == LEADER_TXN_ITEMS
+    assert config.txn_items(128) == 128
+    assert ReconcilerConfig(max_txn_items=10_000).txn_items(65_536) == 10_000
+
+    token, decided = await cluster(store, replicas=2500)
+    counting = CountingStore(store)
+    items = config.txn_items(65_536)
+    result = await apply_plan(counting, decided, fencing_token=token, max_txn_items=items)
+    assert result.applied == 2500
+    assert len(await task_keys(store)) == 2500
+    assert counting.sizes[0] == 1 + (LEADER_TXN_ITEMS - 1) // 4 * 4  # the fence + whole ops
+    assert max(counting.sizes) <= LEADER_TXN_ITEMS
+    assert len(counting.sizes) == 3
 
 
 async def test_a_deposed_leader_writes_nothing(store: Store) -> None:
