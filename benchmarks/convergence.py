@@ -394,7 +394,7 @@ def main() -> None:
             written = ", ".join(
                 f"{n}: {median(WRITTEN_AFTER.get(n, []) or [float('nan')]):.2f} s" for n in sizes
             )
-            say(f"shoal: last task written by the leader after (median) {written}")
+            say(f"shoal: last task planned by the leader after (median) {written}")
             ks, kw = median(out["kill"]["shoal"]), median(out["kill"]["swarm"])
             say(
                 f"killed task replaced (delay 0): shoal {ks:.2f} s, swarm mode {kw:.2f} s"
@@ -427,7 +427,7 @@ def main() -> None:
             limit = 5.0 if store == "file" else 10.0
             say(
                 f"{replicas} replicas on {nodes} hollow nodes, {store}: running after "
-                f"{r['converge_s']:.1f} s (last task written after {r['written_s']:.1f} s; "
+                f"{r['converge_s']:.1f} s (last task planned after {r['written_s']:.1f} s; "
                 f"target <= {limit:g} s: "
                 f"{verdict(r['converge_s'] <= limit)}); manager RSS {r['rss_mb']:.0f} MB "
                 f"(< 300 MB: {verdict(r['rss_mb'] < 300)}); GET /services p50 "
