@@ -481,7 +481,7 @@ async def test_a_large_transaction_keeps_order_bytes_and_history_whatever_its_va
         listing = await store.list("bulk/")
         assert {kv.key: kv.value for kv in listing.items} == expected
         assert {kv.mod_revision for kv in listing.items} == {result.revision}
-        events = await collect_events(store, "bulk/", start, len(ops))
+        events = await take(store, "bulk/", start, count=len(ops))
         assert [(e.type, e.key, e.value) for e in events] == [
             (EventType.PUT, op.key, op.value)
             if isinstance(op, Put)
@@ -492,13 +492,3 @@ async def test_a_large_transaction_keeps_order_bytes_and_history_whatever_its_va
         assert not stale.succeeded
         assert stale.found["bulk/001"] == result.revision
         assert stale.found["bulk/003"] == result.revision
-
-
-async def collect_events(store: Store, prefix: str, start: int, count: int) -> list[Event]:
-    events: list[Event] = []
-    async with asyncio.timeout(10):
-        async for event in store.watch(prefix, start_revision=start):
-            events.append(event)
-            if len(events) == count:
-                return events
-    return events
