@@ -45,7 +45,7 @@ _MISSING_LEASES = "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT id 
 def mod_revisions(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, int]:
     """Each key's mod revision, 0 for a key that does not exist."""
     found = dict.fromkeys(keys, 0)
-    if len(found) < BULK_MIN:
+    if len(found) < BULK_MIN or any("\x00" in key for key in found):  # NUL: not via JSON
         for key in found:
             row = conn.execute("SELECT mod_rev FROM kv WHERE key = ?", (key,)).fetchone()
             if row is not None:

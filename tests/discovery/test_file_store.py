@@ -464,7 +464,7 @@ async def test_a_large_transaction_keeps_order_bytes_and_history_whatever_its_va
     ops[10] = Put("bulk/010", odd[0])
     ops[20] = Delete("bulk/005")
     ops[30] = Put("bulk/030", odd[1])
-    ops += [Put("bulk/000", b"last wins"), Put("bulk/999", odd[2])]
+    ops += [Put("bulk/000", b"last wins"), Put("bulk/999", odd[2]), Put("bulk/n\x00l", b"k")]
     ops += [Put(f"bulk/{i:03d}", b"x" * i) for i in range(100, 120)]
     expected: dict[str, bytes] = {}
     for op in ops:
@@ -492,3 +492,5 @@ async def test_a_large_transaction_keeps_order_bytes_and_history_whatever_its_va
         assert not stale.succeeded
         assert stale.found["bulk/001"] == result.revision
         assert stale.found["bulk/003"] == result.revision
+        nul_key = await store.txn([Compare("bulk/n\x00l", 0), *compares], [Put("bulk/y", b"")])
+        assert nul_key.found["bulk/n\x00l"] == result.revision
