@@ -117,6 +117,7 @@ class StatusBatcher:
             for task in sending:
                 task.cancel()
             _cancel_all([waiter for _, _, waiter in self._queue])
+            self._queue.clear()  # told already: a later sender must not write them
 
     def _take(self) -> list[tuple[Op, list[Waiter]]]:
         """The next batch from the front of the queue: at most the store's limit of keys.
