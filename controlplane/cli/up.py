@@ -193,9 +193,10 @@ async def run_up(
     stop: asyncio.Event,
     on_ready: Callable[[Running], None] = lambda running: None,
 ) -> None:
-    """Start the manager, initialise and join if needed, run the agent, until `stop`."""
-    from controlplane.agent.agent import Agent
-    from controlplane.agent.runtime_factory import RuntimeOptions, runtime_factory
+    """Start the manager, initialise and join if needed, run the agent, until `stop`.
+
+    `stop` is heeded at every step, also while starting: an agent waiting for a Docker
+    Engine that is not there yet must not make Ctrl-C useless."""
     from controlplane.manager.config import ManagerConfig
     from controlplane.manager.process import Manager
 
@@ -213,31 +214,25 @@ async def run_up(
             store=store,
         )
         managing = asyncio.create_task(manager.run(), name="manager")
-        agent: Agent | None = None
+        agent = _agent(settings, store)
         running: list[asyncio.Task[None]] = [managing]
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await _until_ready(manager, managing)
-            credentials = await ensure_initialised(store, api_url=manager.api_url)
-            # The API checks tokens against its mirror: let it see a new one first.
-            await manager.wait_for_revision(credentials.revision, timeout=START_SECONDS)
-            await _join(settings, store=store, api_url=manager.api_url, credentials=credentials)
-            agent = Agent(
-                runtime=runtime_factory(
-                    RuntimeOptions(
-                        name=settings.runtime,
-                        advertise_addr=settings.advertise_addr,
-                        state_dir=settings.agent_dir,
-                        docker_host=settings.docker_host,
-                    )
-                ),
-                state_dir=settings.agent_dir,
-                advertise_addr=settings.advertise_addr,
-                store=store,
-                heartbeat_period=settings.heartbeat,
-                api_port=0,  # the agent endpoint (logs, inspect) on any free port
-                mesh=MeshConfig(),  # ingress-published ports answer on this machine too
+            starting = asyncio.create_task(
+                _start(settings, store=store, manager=manager, managing=managing, agent=agent),
+                name="start",
             )
-            await agent.start()
+            done, _ = await asyncio.wait(
+                {starting, managing, stopping}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if starting not in done:
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                if stopping in done:
+                    return  # stopped while starting: the finally clauses tidy up
+                managing.result()
+                raise UpError("the manager stopped while starting")
+            credentials = starting.result()
             running.append(asyncio.create_task(agent.run(), name="agent"))
             saved = save_credentials(manager.api_url, credentials)
             on_ready(
@@ -250,19 +245,59 @@ async def run_up(
                     notes=tuple(credentials.notes),
                 )
             )
-            stopping = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({*running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
             for task in done & set(running):
                 task.result()  # a failure of either half ends `up`, with its reason
                 raise UpError(f"the {task.get_name()} stopped on its own")
         finally:
-            if agent is not None:  # the node leaves first: its lease is revoked at once
-                await agent.stop()
+            stopping.cancel()
+            # the node leaves first: its lease is revoked at once
+            await agent.stop()
             manager.stop()
             await asyncio.gather(*running, return_exceptions=True)
     finally:
         await store.close()
+
+
+def _agent(settings: UpSettings, store: Store) -> Agent:
+    from controlplane.agent.agent import Agent
+    from controlplane.agent.runtime_factory import RuntimeOptions, runtime_factory
+
+    return Agent(
+        runtime=runtime_factory(
+            RuntimeOptions(
+                name=settings.runtime,
+                advertise_addr=settings.advertise_addr,
+                state_dir=settings.agent_dir,
+                docker_host=settings.docker_host,
+            )
+        ),
+        state_dir=settings.agent_dir,
+        advertise_addr=settings.advertise_addr,
+        store=store,
+        heartbeat_period=settings.heartbeat,
+        api_port=0,  # the agent endpoint (logs, inspect) on any free port
+        mesh=MeshConfig(),  # ingress-published ports answer on this machine too
+    )
+
+
+async def _start(
+    settings: UpSettings,
+    *,
+    store: Store,
+    manager: Manager,
+    managing: asyncio.Task[None],
+    agent: Agent,
+) -> Credentials:
+    """The start-up steps, in order: the API serves, the cluster exists, the node has
+    joined and registered. Returns the credentials to save."""
+    await _until_ready(manager, managing)
+    credentials = await ensure_initialised(store, api_url=manager.api_url)
+    # The API checks tokens against its mirror: let it see a new one first.
+    await manager.wait_for_revision(credentials.revision, timeout=START_SECONDS)
+    await _join(settings, store=store, api_url=manager.api_url, credentials=credentials)
+    await agent.start()  # waits, saying so, while the runtime does not answer
+    return credentials
 
 
 async def _node_id(agent_dir: Path) -> str:

@@ -4,10 +4,12 @@ and that comes back as the same cluster and node."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import stat
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,7 +21,8 @@ import pytest
 
 from controlplane.cli.up import Running, UpSettings, run_up
 from controlplane.manager.config import ListenAddress
-from tests.harness.process import ServerProcess
+from tests.harness.images import ensure_busybox_image, http_hostname_server
+from tests.harness.process import ServerProcess, free_port
 from tests.manager.conftest import REPO, SHOAL
 
 DEADLINE = 20.0
@@ -135,9 +138,8 @@ async def test_a_lost_config_file_gets_a_new_api_token(tmp_path: Path, config_fi
             ).status_code == 401
 
 
-@pytest.mark.slow
-def test_the_command_starts_prints_and_stops_cleanly(tmp_path: Path) -> None:
-    config = tmp_path / "config.json"
+def up_process(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """`shoal up` on a file store under `tmp_path`, the node on 127.0.0.1."""
     process = ServerProcess(
         name="shoal-up",
         argv=[
@@ -147,16 +149,22 @@ def test_the_command_starts_prints_and_stops_cleanly(tmp_path: Path) -> None:
             str(tmp_path / "data"),
             "--listen",
             "127.0.0.1:0",
-            "--runtime",
-            "hollow",
             "--advertise-addr",
             "127.0.0.1",
+            *extra,
         ],
         log_dir=tmp_path,
         ready=lambda: "shoal is up" in process.log_path.read_text(errors="replace"),
-        env={"PYTHONPATH": str(REPO), "SHOAL_CONFIG": str(config)},
+        env={"PYTHONPATH": str(REPO), "SHOAL_CONFIG": str(tmp_path / "config.json"), **(env or {})},
         start_timeout=60,
     )
+    return process
+
+
+@pytest.mark.slow
+def test_the_command_starts_prints_and_stops_cleanly(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    process = up_process(tmp_path, "--runtime", "hollow")
     process.start()
     try:
         host = json.loads(config.read_text())["host"]
@@ -168,3 +176,107 @@ def test_the_command_starts_prints_and_stops_cleanly(tmp_path: Path) -> None:
         code = process.proc.wait(timeout=DEADLINE)
     assert code == 0, process.tail()
     assert os.path.exists(tmp_path / "data" / "agent" / "node.json")
+
+
+@pytest.mark.slow
+def test_a_stop_while_waiting_for_the_docker_engine_ends_up_at_once(tmp_path: Path) -> None:
+    """Started before its Docker Engine (or with none), `up` says it waits; Ctrl-C or
+    SIGTERM still stops it then, and nothing of the node is left registered."""
+    missing = tmp_path / "no-engine.sock"
+    process = up_process(tmp_path, "--runtime", "docker", "--docker-host", f"unix://{missing}")
+    process.ready = lambda: (
+        "waiting for the docker runtime" in process.log_path.read_text(errors="replace")
+    )
+    process.start()
+    assert process.proc is not None
+    started = time.monotonic()
+    process.proc.send_signal(signal.SIGINT)
+    try:
+        code = process.proc.wait(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        process.proc.kill()
+        pytest.fail("shoal up ignored SIGINT while waiting for the engine")
+    assert code == 0, process.tail()
+    assert time.monotonic() - started < DEADLINE
+    assert "Traceback" not in process.log_path.read_text()
+
+
+@pytest.mark.slow
+def test_up_runs_a_stack_on_real_docker_and_publishes_its_port(
+    tmp_path: Path, dockerd: str, docker_client: Any
+) -> None:
+    """The README's first steps on a real engine: `shoal up`, `stack deploy` of a web
+    service publishing a port, the page answers on the machine, `stack rm` leaves no
+    container."""
+    image = ensure_busybox_image(docker_client)
+    port = free_port()
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text(
+        json.dumps(  # JSON is YAML
+            {
+                "services": {
+                    "web": {
+                        "image": image,
+                        "init": True,
+                        "command": [part.replace("$", "$$") for part in http_hostname_server(8080)],
+                        "ports": [f"{port}:8080"],
+                        "deploy": {"replicas": 2},
+                    }
+                }
+            }
+        )
+    )
+    process = up_process(tmp_path, "--runtime", "docker", "--docker-host", dockerd)
+    process.start()
+    env = {**os.environ, "SHOAL_CONFIG": str(tmp_path / "config.json")}
+    cluster_id = ""
+    try:
+        deployed = subprocess.run(
+            [*SHOAL, "stack", "deploy", "-c", str(compose), "demo"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert deployed.returncode == 0, deployed.stderr
+        host = json.loads((tmp_path / "config.json").read_text())["host"]
+        token = json.loads((tmp_path / "config.json").read_text())["token"]
+        cluster_id = httpx.get(
+            f"{host}/swarm", headers={"Authorization": f"Bearer {token}"}
+        ).json()["cluster_id"]
+
+        def running() -> list[Any]:
+            return list(
+                docker_client.containers.list(
+                    filters={
+                        "label": [f"com.shoal.cluster={cluster_id}", "com.shoal.service=demo_web"]
+                    }
+                )
+            )
+
+        deadline = time.monotonic() + 60
+        answers: set[str] = set()
+        while len(answers) < 2:
+            assert time.monotonic() < deadline, (f"answers {answers}", len(running()))
+            with contextlib.suppress(httpx.HTTPError):
+                answers.add(httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text.strip())
+            time.sleep(0.1)
+        assert len(running()) == 2  # two containers, and each answered on the port
+        removed = subprocess.run(
+            [*SHOAL, "stack", "rm", "demo"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert removed.returncode == 0, removed.stderr
+        deadline = time.monotonic() + 30
+        while running():
+            assert time.monotonic() < deadline, "stack rm left containers running"
+            time.sleep(0.2)
+    finally:
+        assert process.proc is not None
+        process.proc.send_signal(signal.SIGTERM)
+        code = process.proc.wait(timeout=DEADLINE)
+        if cluster_id:
+            for container in docker_client.containers.list(
+                all=True, filters={"label": f"com.shoal.cluster={cluster_id}"}
+            ):
+                container.remove(force=True)
+    assert code == 0, process.tail()
