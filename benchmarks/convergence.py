@@ -4,8 +4,10 @@ On the tests' Docker Engine, with the busybox test image, in one run:
 - converge: a service of N replicas (N = 20, 50) created through shoal's API (one
   `shoal manager`, one `shoal agent`, file store) until N tasks report running; the same
   through swarm mode (`docker swarm init` on that engine, `docker service create
-  --no-resolve-image`); and the floor: N plain containers created and started at once.
-  Medians of 3, the three interleaved round by round so that load drifts hit all three.
+  --no-resolve-image`), once with the image by name and once by id (`sha256:...`, which
+  skips the pull swarm mode otherwise tries first); and the floor: N plain containers
+  created and started at once. Medians of 3, the four interleaved round by round so that
+  load drifts hit all four.
 - a killed task (SIGKILL to its container) replaced, restart delay 0: kill to the
   replacement running, shoal and swarm mode;
 - leader failover: two managers, SIGKILL the leader, until the other says it leads;
@@ -113,7 +115,7 @@ def swarm_running(client: Any, name: str) -> list[dict[str, Any]]:
     return [t for t in tasks if t["Status"]["State"] == "running"]
 
 
-def swarm_service(name: str, n: int) -> None:
+def swarm_service(name: str, n: int, image: str = BUSYBOX_IMAGE) -> None:
     docker_cli(
         "service",
         "create",
@@ -128,7 +130,7 @@ def swarm_service(name: str, n: int) -> None:
         "0s",
         "--stop-grace-period",
         f"{GRACE}s",
-        BUSYBOX_IMAGE,
+        image,
         *shell_until_sigterm(),
     )
 
@@ -143,10 +145,10 @@ def swarm_remove(client: Any, name: str) -> None:
     )
 
 
-def swarm_converge(client: Any, n: int) -> float:
+def swarm_converge(client: Any, n: int, image: str = BUSYBOX_IMAGE) -> float:
     name = f"conv-{uuid.uuid4().hex[:6]}"
     t0 = time.monotonic()
-    swarm_service(name, n)
+    swarm_service(name, n, image)
     t1 = wait_for(lambda: len(swarm_running(client, name)) >= n, timeout=600, what=name)
     swarm_remove(client, name)
     return t1 - t0
@@ -184,7 +186,7 @@ def swarm_replace(client: Any, name: str) -> float:
 
 
 def side_by_side(work: Path, sizes: list[int], rounds: int, kills: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"floor": {}, "shoal": {}, "swarm": {}, "kill": {}}
+    out: dict[str, Any] = {"floor": {}, "shoal": {}, "swarm": {}, "swarm-id": {}, "kill": {}}
     discovery = f"file://{work / 'cluster'}"
     with docker_engine() as client:
         out["driver"] = storage_driver(client)
@@ -200,12 +202,14 @@ def side_by_side(work: Path, sizes: list[int], rounds: int, kills: int) -> dict[
             cluster_label = f"{LABEL_CLUSTER}={identity.cluster_id}"
             docker_cli("swarm", "init", "--advertise-addr", "127.0.0.1")
             swarm_on = True
+            image_id = client.api.inspect_image(BUSYBOX_IMAGE)["Id"]
             for r in range(rounds):
                 for n in sizes:
                     runs: dict[str, Callable[[int], float]] = {
                         "floor": lambda k: floor(client, k),
                         "shoal": lambda k: shoal_converge(manager, client, cluster_label, k),
                         "swarm": lambda k: swarm_converge(client, k),
+                        "swarm-id": lambda k: swarm_converge(client, k, image_id),
                     }
                     for what, run in runs.items():
                         seconds = run(n)
@@ -384,12 +388,16 @@ def main() -> None:
         if "converge" not in skip:
             out = side_by_side(work, sizes, rounds, kills)
             say(f"docker engine: storage driver {out['driver']}, image {BUSYBOX_IMAGE}")
-            say(f"{'replicas':>8} {'floor':>8} {'shoal':>8} {'swarm':>8} {'shoal/floor':>12}")
+            say(
+                f"{'replicas':>8} {'floor':>8} {'shoal':>8} {'swarm':>8} {'swarm-id':>9}"
+                f" {'shoal/floor':>12}"
+            )
             for n in sizes:
-                f, s, w = (median(out[k][n]) for k in ("floor", "shoal", "swarm"))
+                f, s, w, wi = (median(out[k][n]) for k in ("floor", "shoal", "swarm", "swarm-id"))
                 say(
-                    f"{n:>8} {f:>7.2f}s {s:>7.2f}s {w:>7.2f}s {s / f:>11.2f}x"
-                    f"   target <= 1.15x: {verdict(s <= 1.15 * f)}"
+                    f"{n:>8} {f:>7.2f}s {s:>7.2f}s {w:>7.2f}s {wi:>8.2f}s {s / f:>11.2f}x"
+                    f"   target <= 1.15x: {verdict(s <= 1.15 * f)},"
+                    f" ahead of swarm mode both ways: {verdict(s < min(w, wi))}"
                 )
             written = ", ".join(
                 f"{n}: {median(WRITTEN_AFTER.get(n, []) or [float('nan')]):.2f} s" for n in sizes
