@@ -2,13 +2,16 @@
 
 schemathesis generates requests for every operation, valid ones (positive) and ones
 that break the schema (negative), and checks `not_a_server_error`. They go to a real
-server on a free port with an initialised cluster, a joined node and a service, so that both
-"found" and "not found" paths are taken. `/events` streams forever and is left out
-(its parameters are checked in test_events). About 30 s for both modes.
+`shoal up` (hollow runtime, file store) with a service whose tasks run and a joined node
+that never came up, so that both "found" and "not found" paths are taken. `/events`
+streams forever and is left out (its parameters are checked in test_events). About 40 s
+for both modes.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +23,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 
-from tests.api.served import served_api
+from tests.harness.manager import up_process
 
 pytestmark = pytest.mark.slow
 
@@ -29,17 +32,32 @@ SKIPPED_PATHS = {"/events"}
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[str, str]]:
-    """(base URL, API token) of a served, initialised cluster with a node and a service."""
-    with served_api("memory://openapi-fuzz") as base_url:
-        with httpx.Client(base_url=base_url, timeout=10) as client:
-            tokens = client.post("/swarm/init").raise_for_status().json()
-            token = tokens["api_token"]
-            client.headers["Authorization"] = f"Bearer {token}"
-            client.post("/services", json={"name": "web", "image": "nginx"}).raise_for_status()
-            join = {"token": tokens["join_tokens"]["worker"], "hostname": "h", "addr": "10.0.0.1"}
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(base URL, API token) of `shoal up` (hollow runtime, file store): a leader that
+    reconciles, a node whose tasks run, a service with two running tasks, and a second
+    node that joined and never came up."""
+    work = tmp_path_factory.mktemp("fuzz")
+    process = up_process(work, "--runtime", "hollow")
+    process.start()
+    try:
+        config = json.loads((work / "config.json").read_text())
+        base_url, token = config["host"], config["token"]
+        with httpx.Client(
+            base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"}
+        ) as client:
+            client.post(
+                "/services", json={"name": "web", "image": "nginx", "replicas": 2}
+            ).raise_for_status()
+            worker = config["join_tokens"]["worker"]
+            join = {"token": worker, "hostname": "h", "addr": "10.0.0.1"}
             client.post("/swarm/join", json=join).raise_for_status()
+            deadline = time.monotonic() + 30
+            while len(client.get("/tasks", params={"state": "running"}).json()) < 2:
+                assert time.monotonic() < deadline, "the service's tasks did not run"
+                time.sleep(0.1)
         yield base_url, token
+    finally:
+        process.stop()
 
 
 @pytest.mark.parametrize("mode", list(schemathesis.GenerationMode))

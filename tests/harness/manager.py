@@ -3,7 +3,8 @@
 It runs the real command line (`python -c "...main()" manager ...`, so the tests do not
 depend on the console script being installed) with its own log file, and is ready once
 `/health` answers. The manager and e2e suites share it; `node_grace` passes
-`--node-grace` (the e2e cluster replaces a down node's tasks after 3 s).
+`--node-grace` (the e2e cluster replaces a down node's tasks after 3 s). `up_process` is
+`shoal up` the same way.
 """
 
 from __future__ import annotations
@@ -112,3 +113,27 @@ class ManagerProcess(ServerProcess):
         self, method: str, path: str, *, token: str | None = None, body: object = None
     ) -> tuple[int, Any]:
         return http(method, f"{self.url}{path}", token=token, body=body, timeout=self.http_timeout)
+
+
+def up_process(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """`shoal up` (not started) on a file store under `tmp_path`, its node on 127.0.0.1, its
+    API token saved in `tmp_path / "config.json"`; ready once it says it is up."""
+    process = ServerProcess(
+        name="shoal-up",
+        argv=[
+            *SHOAL,
+            "up",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--listen",
+            "127.0.0.1:0",
+            "--advertise-addr",
+            "127.0.0.1",
+            *extra,
+        ],
+        log_dir=tmp_path,
+        ready=lambda: "shoal is up" in process.log_path.read_text(errors="replace"),
+        env={"PYTHONPATH": str(REPO), "SHOAL_CONFIG": str(tmp_path / "config.json"), **(env or {})},
+        start_timeout=60,
+    )
+    return process

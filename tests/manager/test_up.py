@@ -22,8 +22,9 @@ import pytest
 from controlplane.cli.up import Running, UpSettings, run_up
 from controlplane.manager.config import ListenAddress
 from tests.harness.images import ensure_busybox_image, http_hostname_server
-from tests.harness.process import ServerProcess, free_port
-from tests.manager.conftest import REPO, SHOAL
+from tests.harness.manager import up_process
+from tests.harness.process import free_port
+from tests.manager.conftest import SHOAL
 
 DEADLINE = 20.0
 
@@ -136,29 +137,6 @@ async def test_a_lost_config_file_gets_a_new_api_token(tmp_path: Path, config_fi
             assert (
                 await api.get("/swarm", headers={"Authorization": f"Bearer {old}"})
             ).status_code == 401
-
-
-def up_process(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
-    """`shoal up` on a file store under `tmp_path`, the node on 127.0.0.1."""
-    process = ServerProcess(
-        name="shoal-up",
-        argv=[
-            *SHOAL,
-            "up",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--listen",
-            "127.0.0.1:0",
-            "--advertise-addr",
-            "127.0.0.1",
-            *extra,
-        ],
-        log_dir=tmp_path,
-        ready=lambda: "shoal is up" in process.log_path.read_text(errors="replace"),
-        env={"PYTHONPATH": str(REPO), "SHOAL_CONFIG": str(tmp_path / "config.json"), **(env or {})},
-        start_timeout=60,
-    )
-    return process
 
 
 @pytest.mark.slow
