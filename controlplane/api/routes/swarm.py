@@ -94,8 +94,13 @@ async def rotate(context: ContextDep, body: RotateRequest) -> RotateResponse:
     "", response_model=SwarmInfo, dependencies=[Authorized], summary="The cluster at a glance"
 )
 async def info(context: ContextDep) -> SwarmInfo:
+    """Each other manager's `reachability` is whether its API answered this manager's
+    probe of `/health` in the last few seconds (`controlplane.api.reachability`)."""
     summary = summarise(context.view)
     leader = summary.leader
+    reachable = await context.reachability.check(
+        ((m.id, m.api_url) for m in summary.managers), me=context.manager_id
+    )
     return SwarmInfo(
         cluster_id=summary.cluster.id if summary.cluster else None,
         created=summary.cluster.created if summary.cluster else None,
@@ -116,7 +121,7 @@ async def info(context: ContextDep) -> SwarmInfo:
                 started=m.started,
                 shoal_version=m.shoal_version,
                 leader=leader is not None and leader.manager_id == m.id,
-                reachability="reachable",
+                reachability="reachable" if reachable.get(m.id, True) else "unreachable",
             )
             for m in summary.managers
         ],

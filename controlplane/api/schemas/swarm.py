@@ -76,7 +76,12 @@ class ManagerInfo(BaseModel):
     started: float
     shoal_version: str
     leader: bool
-    reachability: str = Field(description="reachable: registered and renewing its lease")
+    reachability: str = Field(
+        description="reachable: its API answered this manager's probe of `/health` within "
+        "a second (the manager answering is always reachable); unreachable: it renews its "
+        "lease but does not answer (hung, stopped, or cut off from this manager)",
+        examples=["reachable", "unreachable"],
+    )
 
 
 class SwarmInfo(BaseModel):
