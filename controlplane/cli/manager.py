@@ -16,6 +16,7 @@ import typer
 
 from controlplane.cli.running import logging_to_stderr, parse_log_level, run_until_signalled
 from controlplane.reconciler import ReconcilerConfig
+from controlplane.reconciler.config import LEADER_TXN_ITEMS
 from discovery import DiscoveryError, InvalidStoreURL
 
 # The manager (FastAPI, uvicorn, the API) is imported when the command runs, so that
@@ -51,7 +52,7 @@ def manager(
         "--advertise-url",
         envvar="SHOAL_ADVERTISE_URL",
         metavar="URL",
-        help="The API URL others use [default: http://<listen address>].",
+        help="The API URL others use (default: http://<listen address>).",
     ),
     lease_ttl: float = typer.Option(
         DEFAULT_LEASE_TTL,
@@ -69,8 +70,21 @@ def manager(
         metavar="SECONDS",
         help="How long a node may be down before the leader replaces its tasks.",
     ),
+    reconcile_txn_items: int | None = typer.Option(
+        None,
+        "--reconcile-txn-items",
+        envvar="SHOAL_RECONCILE_TXN_ITEMS",
+        min=1,
+        metavar="N",
+        help="The most compares plus operations the leader writes in one transaction: "
+        "a new task takes 4, "
+        "each transaction 1 more (the leader fence), and a task is never split, so 5 or "
+        "less writes one task per transaction. Lower it to test a leader dying while it "
+        "writes a plan.",
+        show_default=f"the store's limit, at most {LEADER_TXN_ITEMS}",
+    ),
     manager_id: str | None = typer.Option(
-        None, "--id", envvar="SHOAL_MANAGER_ID", help="This manager's id [default: a new one]."
+        None, "--id", envvar="SHOAL_MANAGER_ID", help="This manager's id (default: a new one)."
     ),
     agent_state_dir: Path | None = typer.Option(
         None,
@@ -138,11 +152,10 @@ def manager(
         config.tls_context()
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
+    reconciler_config = ReconcilerConfig(node_grace=node_grace, max_txn_items=reconcile_txn_items)
     try:
         with logging_to_stderr(level):
-            asyncio.run(
-                serve(Manager(config, reconciler_config=ReconcilerConfig(node_grace=node_grace)))
-            )
+            asyncio.run(serve(Manager(config, reconciler_config=reconciler_config)))
     except (InvalidStoreURL, ConfigError) as exc:
         typer.echo(f"shoal manager: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -44,11 +44,12 @@ class ReconcilerConfig:
     #: the passes that re-plan only the services whose inputs changed.
     full_pass_interval: float = 30.0
     #: Compares plus operations per transaction (None: the store's `max_txn_ops`, at
-    #: most `LEADER_TXN_ITEMS`).
+    #: most `LEADER_TXN_ITEMS`; given, never more than the store takes). `shoal manager
+    #: --reconcile-txn-items` sets it: a small value writes a plan in many transactions.
     max_txn_items: int | None = None
 
     def txn_items(self, store_limit: int) -> int:
         """Compares plus operations per transaction on a store that takes `store_limit`."""
         if self.max_txn_items is not None:
-            return self.max_txn_items
+            return min(self.max_txn_items, store_limit)
         return min(store_limit, LEADER_TXN_ITEMS)
