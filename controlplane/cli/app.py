@@ -42,16 +42,16 @@ def root(
         None,
         "--tlscacert",
         metavar="FILE",
-        help="Trust an https:// manager signed by this CA [env: SHOAL_TLS_CACERT].",
+        help="Trust an https:// manager signed by this CA (env SHOAL_TLS_CACERT).",
     ),
     tlscert: str | None = typer.Option(
         None,
         "--tlscert",
         metavar="FILE",
-        help="Client certificate, for a manager that asks for one [env: SHOAL_TLS_CERT].",
+        help="Client certificate, for a manager that asks for one (env SHOAL_TLS_CERT).",
     ),
     tlskey: str | None = typer.Option(
-        None, "--tlskey", metavar="FILE", help="The key of --tlscert [env: SHOAL_TLS_KEY]."
+        None, "--tlskey", metavar="FILE", help="The key of --tlscert (env SHOAL_TLS_KEY)."
     ),
 ) -> None:
     """shoal: run Docker on many hosts as one cluster."""

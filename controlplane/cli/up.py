@@ -131,7 +131,7 @@ def up(
         None,
         "--advertise-addr",
         envvar="SHOAL_ADVERTISE_ADDR",
-        help="This node's address [default: first non-loopback address].",
+        help="This node's address (default: the first non-loopback one).",
     ),
     docker_host: str | None = typer.Option(
         None, "--docker-host", envvar="DOCKER_HOST", help="The Docker Engine to use."
