@@ -1,4 +1,8 @@
-"""`/metrics`: Prometheus text with the cluster's gauges and the manager's counters."""
+"""`/metrics`: Prometheus text with the cluster's gauges and the manager's counters.
+
+Here the counters are bumped by hand, to check the exposition; that the leader's
+reconciler and the leader-change watch really move them is checked with real manager
+processes in `tests/manager/test_metrics.py`."""
 
 from __future__ import annotations
 
