@@ -8,6 +8,9 @@ schema error, so a client reads both the same way. A store that does not answer 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -44,18 +47,51 @@ def _control_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
 
 
-def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422 without the rejected input echoed back (it may be a token)."""
+def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 without the rejected input echoed back (it may be a token), and a
+    sentence, not a parser's words, when the body as a whole is not a JSON object."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     detail = [
         {
             "loc": list(error.get("loc", ())),
-            "msg": error.get("msg", ""),
+            "msg": _body_message(error, request) or error.get("msg", ""),
             "type": error.get("type", ""),
         }
         for error in errors
     ]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+#: JSON's names for what a body was instead of an object.
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    bool: "true or false",
+    int: "a number",
+    float: "a number",
+}
+
+
+def _body_message(error: Mapping[str, Any], request: Request) -> str | None:
+    """What is wrong with a body that is not a JSON object; None for a field's error."""
+    loc = tuple(error.get("loc", ()))
+    if not loc or loc[0] != "body":
+        return None
+    if error.get("type") == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error") or "it does not parse"
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return f"the body is not valid JSON: {reason}{where}"
+    if len(loc) == 1 and error.get("type") == "missing":
+        return "the body is missing: send a JSON object with Content-Type: application/json"
+    if len(loc) == 1 and error.get("type") in ("model_attributes_type", "dict_type"):
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            sent = f"not {media}" if media else "it had none"
+            return f"send the body as a JSON object with Content-Type: application/json ({sent})"
+        given = error.get("input")
+        kind = next((name for t, name in _JSON_KINDS.items() if isinstance(given, t)), None)
+        return f"the body must be a JSON object{f', not {kind}' if kind else ''}"
+    return None
 
 
 def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
