@@ -372,12 +372,21 @@ def describe_swarm(host: str, health: dict[str, Any], summary: dict[str, Any]) -
         ("Created", output.ago(created) if created else "-"),
         ("Manager", f"{host} ({health.get('manager_id')}, {role}, shoal {health.get('version')})"),
         ("Leader", f"{leader['manager_id']} at {leader['api_url']}" if leader else "(none)"),
-        ("Managers", str(len(summary.get("managers", [])))),
+        ("Managers", _counted(_by_reachability(summary.get("managers", [])))),
         ("Nodes", _counted(summary.get("nodes", {}))),
         ("Services", str(summary.get("services", 0))),
         ("Tasks", _counted(summary.get("tasks", {}))),
     ]
     return "\n".join(f"{label + ':':<12}{value}" for label, value in rows)
+
+
+def _by_reachability(managers: list[dict[str, Any]]) -> dict[str, int]:
+    """Managers counted by whether they answer the manager asked (itself always does)."""
+    counts = {"reachable": 0, "unreachable": 0}
+    for manager in managers:
+        reachability = str(manager.get("reachability") or "reachable")
+        counts[reachability] = counts.get(reachability, 0) + 1
+    return counts
 
 
 def _counted(counts: dict[str, int]) -> str:

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from controlplane import keys
 from controlplane.api.reachability import ManagerReachability, answers
+from controlplane.models import ManagerRecord, NodeRole
+from tests.api.conftest import Api
 from tests.harness.process import free_port
 
 TIMEOUT = 0.5
@@ -232,3 +235,30 @@ async def test_a_probe_that_breaks_means_unreachable_and_a_departed_manager_is_f
         "me": True,
         "x": True,
     }
+
+
+async def test_swarm_and_node_ls_agree_on_a_manager_that_does_not_answer(cluster: Api) -> None:
+    """Three managers, each also a node (as `shoal manager --agent-state-dir` runs them):
+    this one, one that answers, one that does not."""
+    probe = FakeProbe()
+    probe.reachable["http://silent:2377"] = False
+    cluster.context.reachability = ManagerReachability(probe=probe)
+    me = cluster.context.manager_id
+    for manager_id, url in (
+        (me, "http://me:2377"),
+        ("m2", "http://up:2377"),
+        ("m3", "http://silent:2377"),
+    ):
+        record = ManagerRecord(id=manager_id, api_url=url, started=1.0, shoal_version="t")
+        await cluster.store.put(keys.manager(manager_id), record.dump())
+        await cluster.add_node(manager_id, hostname=manager_id, role=NodeRole.MANAGER)
+
+    response = await cluster.client.get("/swarm")
+    assert response.status_code == 200
+    swarm = {m["id"]: m["reachability"] for m in response.json()["managers"]}
+    assert swarm == {me: "reachable", "m2": "reachable", "m3": "unreachable"}
+    nodes = {n["id"]: n["manager_status"] for n in (await cluster.client.get("/nodes")).json()}
+    assert nodes == {me: "reachable", "m2": "reachable", "m3": "unreachable"}
+    assert (await cluster.client.get("/nodes/m3")).json()["manager_status"] == "unreachable"
+    assert "http://me:2377" not in probe.calls  # itself: never probed
+    assert sorted(probe.calls) == ["http://silent:2377", "http://up:2377"]  # then cached

@@ -4,14 +4,17 @@ other within a few seconds, and reachable again once it is continued."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.manager.conftest import ManagerProcess
+from tests.manager.conftest import REPO, SHOAL, ManagerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +40,23 @@ def reachability(manager: ManagerProcess, token: str) -> dict[str, str]:
     return {m["id"]: m["reachability"] for m in body["managers"]}
 
 
+def swarm_info(manager: ManagerProcess, token: str, home: Path) -> str:
+    """What `shoal swarm info` prints, asking `manager`."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "SHOAL_HOST": manager.url,
+        "SHOAL_TOKEN": token,
+    }
+    done = subprocess.run(
+        [*SHOAL, "swarm", "info"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.fixture
 def pair(
     start_manager: Callable[..., ManagerProcess], file_url: str
@@ -54,7 +74,7 @@ def pair(
 
 
 def test_a_stopped_manager_is_unreachable_until_it_continues(
-    pair: tuple[ManagerProcess, ManagerProcess],
+    pair: tuple[ManagerProcess, ManagerProcess], tmp_path: Path
 ) -> None:
     a, b = pair
     status, init = a.call("POST", "/swarm/init")
@@ -71,7 +91,9 @@ def test_a_stopped_manager_is_unreachable_until_it_continues(
         within=WITHIN,
         what="manager-a shown unreachable",
     )
+    assert "Managers:   2 (1 reachable, 1 unreachable)" in swarm_info(b, token, tmp_path)
 
     a.proc.send_signal(signal.SIGCONT)
     poll(lambda: reachability(b, token) == both, within=WITHIN, what="manager-a reachable again")
     assert reachability(a, token) == both
+    assert "Managers:   2 (2 reachable)" in swarm_info(b, token, tmp_path)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from controlplane.api.context import ApiContext
 from controlplane.api.control import nodes as control
 from controlplane.api.deps import Authorized, ContextDep
 from controlplane.api.schemas.common import ERRORS
@@ -19,14 +20,37 @@ NodeRef = Annotated[
 ]
 
 
+async def _probed(context: ApiContext, states: list[control.NodeState]) -> list[control.NodeState]:
+    """Manager nodes that are registered, but whose API does not answer this manager's
+    probe, made `unreachable`: the same answer `/swarm` gives (`api.reachability`)."""
+    managers = context.view.managers
+    asked = [
+        (state.id, managers[state.id].api_url)
+        for state in states
+        if state.manager_status is control.ManagerStatus.REACHABLE and state.id in managers
+    ]
+    if not asked:
+        return states
+    reachable = await context.reachability.check(asked, me=context.manager_id)
+    return [
+        state
+        if reachable.get(state.id, True)
+        else replace(state, manager_status=control.ManagerStatus.UNREACHABLE)
+        for state in states
+    ]
+
+
 @router.get("", response_model=list[NodeView], summary="Every node, ready or down")
 async def list_nodes(context: ContextDep) -> list[NodeView]:
-    return [NodeView.of(state) for state in control.list_nodes(context.view)]
+    return [
+        NodeView.of(state) for state in await _probed(context, control.list_nodes(context.view))
+    ]
 
 
 @router.get("/{ref}", response_model=NodeView, summary="One node")
 async def inspect_node(context: ContextDep, ref: NodeRef) -> NodeView:
-    return NodeView.of(control.find_node(context.view, ref))
+    [state] = await _probed(context, [control.find_node(context.view, ref)])
+    return NodeView.of(state)
 
 
 async def _update(context: ContextDep, ref: str, body: NodeUpdate) -> NodeView:
