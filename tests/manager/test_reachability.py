@@ -1,6 +1,7 @@
 """`/swarm`'s `reachability` with two real managers on the file store: a manager that is
 stopped (SIGSTOP: its lease lives on, so it stays listed) is shown unreachable by the
-other within a few seconds, and reachable again once it is continued."""
+other within a few seconds, and reachable again once it is continued; the same for two
+managers serving HTTPS that require client certificates (the probe has none)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from controlplane.tls import TlsFiles, client_context
+from tests.harness.process import ServerProcess, free_port
 from tests.manager.conftest import REPO, SHOAL, ManagerProcess
+from tests.manager.test_tls import _ca, _sign
 
 pytestmark = pytest.mark.slow
 
@@ -97,3 +103,92 @@ def test_a_stopped_manager_is_unreachable_until_it_continues(
     poll(lambda: reachability(b, token) == both, within=WITHIN, what="manager-a reachable again")
     assert reachability(a, token) == both
     assert "Managers:   2 (2 reachable)" in swarm_info(b, token, tmp_path)
+
+
+@dataclass(frozen=True)
+class TlsManager:
+    process: ServerProcess
+    url: str
+
+
+@pytest.fixture
+def tls_pair(
+    tmp_path: Path, file_url: str
+) -> Iterator[tuple[TlsManager, TlsManager, httpx.Client]]:
+    """Two managers serving HTTPS and requiring client certificates (`--tlscacert`), with
+    the test's client; their own certificates are server-only, as in `test_tls`."""
+    d = tmp_path / "pki"
+    d.mkdir()
+    _ca(d, "ca")
+    server = "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+    _sign(d, "server", ca="ca", extensions=server, subject="/CN=127.0.0.1")
+    _sign(d, "client", ca="ca", extensions="extendedKeyUsage=clientAuth\n", subject="/CN=me")
+    files = TlsFiles(
+        cacert=str(d / "ca.pem"), cert=str(d / "client.pem"), key=str(d / "client.key")
+    )
+    client = httpx.Client(verify=client_context(files), timeout=5)
+    managers = []
+    for name in ("tls-a", "tls-b"):
+        port = free_port()
+        url = f"https://127.0.0.1:{port}"
+
+        def healthy(url: str = url) -> bool:
+            try:
+                return client.get(f"{url}/health").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        argv = [
+            *SHOAL, "manager", "--discovery", file_url, "--listen", f"127.0.0.1:{port}",
+            "--lease-ttl", str(LEASE_TTL), "--id", name,
+            "--tlscert", str(d / "server.pem"), "--tlskey", str(d / "server.key"),
+            "--tlscacert", str(d / "ca.pem"),
+        ]  # fmt: skip
+        process = ServerProcess(
+            name=name,
+            argv=argv,
+            log_dir=tmp_path / "logs",
+            ready=healthy,
+            env={"PYTHONPATH": str(REPO)},
+            start_timeout=60,
+        )
+        managers.append(TlsManager(process=process, url=url))
+    try:
+        for manager in managers:
+            manager.process.start(wait=False)
+        for manager in managers:
+            manager.process.wait_ready()
+        yield managers[0], managers[1], client
+    finally:
+        for manager in managers:
+            if manager.process.proc is not None:
+                manager.process.proc.send_signal(signal.SIGCONT)
+            manager.process.stop()
+        client.close()
+
+
+def test_tls_managers_that_want_client_certificates_are_probed_too(
+    tls_pair: tuple[TlsManager, TlsManager, httpx.Client],
+) -> None:
+    """The probe shows no certificate: each manager turns it away, which is an answer.
+    A stopped one gives none."""
+    a, b, client = tls_pair
+    init = client.post(f"{a.url}/swarm/init")
+    assert init.status_code == 201, init.text
+    headers = {"Authorization": f"Bearer {init.json()['api_token']}"}
+
+    def seen_by_b() -> dict[str, str]:
+        body = client.get(f"{b.url}/swarm", headers=headers).json()
+        return {m["id"]: m["reachability"] for m in body["managers"]}
+
+    both = {"tls-a": "reachable", "tls-b": "reachable"}
+    poll(lambda: seen_by_b() == both, within=WITHIN, what="both reachable over TLS")
+    assert a.process.proc is not None
+    a.process.proc.send_signal(signal.SIGSTOP)
+    poll(
+        lambda: seen_by_b() == {"tls-a": "unreachable", "tls-b": "reachable"},
+        within=WITHIN,
+        what="the stopped TLS manager shown unreachable",
+    )
+    a.process.proc.send_signal(signal.SIGCONT)
+    poll(lambda: seen_by_b() == both, within=WITHIN, what="reachable again")
