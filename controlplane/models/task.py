@@ -79,6 +79,9 @@ class Task(Document):
     service_id: str = ""
     slot: int | None = None  # None for global services (one per node)
     node_id: str  # "" while pending (no node fits yet)
+    #: A global service's task is for one node: while it waits under `pending/` (that
+    #: node cannot take it yet), its node's id; "" for every other task.
+    pinned_node: str = ""
     spec_version: int
     spec: TaskSpec
     desired_state: DesiredState = DesiredState.RUNNING

@@ -3,8 +3,9 @@
 A node is **eligible for a new task** when it is up (its heartbeat key exists), its
 availability is `active`, and it satisfies the service's placement constraints and
 platforms; the scheduler then checks that the task fits there (resources, host ports),
-pinned to that node. A node that cannot take it gets no task (the reason is reported
-in the plan's `unplaced`, not stored).
+pinned to that node. A task its node cannot take waits under `pending/` with the
+scheduler's reason (as swarm mode shows it), keeping its node in `pinned_node`, and is
+placed there as soon as the node can take it (resources freed, a port released).
 
 A node **keeps its task** while it is known (a node spec or a heartbeat), not drained,
 and, when up, still satisfies the constraints. So:
@@ -37,10 +38,11 @@ def reconcile_global(
     by_node: dict[str, list[TaskInfo]] = {}
     misfits: list[TaskInfo] = []
     for info in tasks:
-        if info.task.slot is not None or info.pending:
+        node_id = info.task.pinned_node if info.pending else info.node_id
+        if info.task.slot is not None or not node_id:
             misfits.append(info)
         else:
-            by_node.setdefault(info.node_id, []).append(info)
+            by_node.setdefault(node_id, []).append(info)
     history.retire(misfits, reason="not a global task", out=out)
 
     known = set(view.node_ids())

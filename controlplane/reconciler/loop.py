@@ -185,8 +185,6 @@ class Reconciler:
                 max_txn_items=self._config.txn_items(self._store.max_txn_ops),
                 expect=self._mirror.expect,
             )
-        for line in decided.unplaced:
-            log.info("reconciler: not placed: %s", line)
         elapsed = self._clock() - started
         metrics = self.metrics
         metrics.passes += 1

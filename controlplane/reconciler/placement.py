@@ -17,9 +17,9 @@ builds those inputs from a pass's view and turns the answers into plan ops:
   placements;
 - a new task that fits becomes a `CreateTask` on its node with status `assigned`; one
   that does not becomes a `CreateTask` under `pending/` with status `pending` and the
-  scheduler's explanation, except a global task (pinned to a node), which is dropped
-  and reported in the plan's `unplaced`; a pending task that fits now becomes a
-  `PlacePending`, and one that still does not stays as it is.
+  scheduler's explanation (a global service's task keeps its node in `pinned_node`, and
+  is only ever placed there); a pending task that fits now becomes a `PlacePending`,
+  and one that still does not stays as it is.
 """
 
 from __future__ import annotations
@@ -187,7 +187,12 @@ class Placement:
         )
         new = [entry for entry in out.entries if isinstance(entry, NewTask)]
         requests = [
-            request_for(entry.ctx.spec, task_id=entry.info.id, slot=entry.info.task.slot)
+            request_for(
+                entry.ctx.spec,
+                task_id=entry.info.id,
+                slot=entry.info.task.slot,
+                node_id=entry.info.task.pinned_node or None,
+            )
             for entry in pending
         ] + [
             request_for(
@@ -205,26 +210,17 @@ class Placement:
 
         now = self.view.now
         ops: list[PlanOp] = []
-        unplaced: list[str] = []
         for entry in out.entries:
             if isinstance(entry, PendingPlacement):
                 node_id = placed.get(entry.info.id)
                 if node_id is not None:
                     ops.append(_place_pending(entry, node_id=node_id, now=now))
             elif isinstance(entry, NewTask):
-                node_id = placed.get(entry.task_id)
-                if node_id is not None or entry.node_id is None:
-                    ops.append(_create(entry, node_id=node_id, why=why, now=now))
-                else:
-                    reason = why.get(entry.task_id, "no suitable node")
-                    unplaced.append(f"{entry.ctx.name} on node {entry.node_id}: {reason}")
+                ops.append(_create(entry, node_id=placed.get(entry.task_id), why=why, now=now))
             else:
                 ops.append(entry)
         return Plan(
-            ops=tuple(ops),
-            next_wakeup=out.next_wakeup,
-            revision=self.view.snapshot.revision,
-            unplaced=tuple(unplaced),
+            ops=tuple(ops), next_wakeup=out.next_wakeup, revision=self.view.snapshot.revision
         )
 
 
@@ -236,6 +232,7 @@ def _create(entry: NewTask, *, node_id: str | None, why: dict[str, str], now: fl
         service_id=record.id,
         slot=entry.slot,
         node_id=node_id or "",
+        pinned_node=entry.node_id if node_id is None and entry.node_id is not None else "",
         spec_version=record.spec_version,
         spec=entry.ctx.task_spec,
         created=now,
@@ -249,17 +246,18 @@ def _create(entry: NewTask, *, node_id: str | None, why: dict[str, str], now: fl
         )
     else:
         reason = why.get(entry.task_id, "no suitable node")
+        waits = f"node {entry.node_id} cannot take it" if entry.node_id else "no suitable node"
         status = TaskStatus(
             task_id=task.id,
             state=TaskState.PENDING,
-            message=f"no suitable node ({reason})",
+            message=f"{waits} ({reason})",
             timestamp=now,
         )
     return CreateTask(task=task, status=status, reason=entry.reason)
 
 
 def _place_pending(entry: PendingPlacement, *, node_id: str, now: float) -> PlacePending:
-    task = entry.info.task.model_copy(update={"node_id": node_id})
+    task = entry.info.task.model_copy(update={"node_id": node_id, "pinned_node": ""})
     status = TaskStatus(
         task_id=task.id,
         state=TaskState.ASSIGNED,

@@ -110,9 +110,6 @@ class Plan:
     ops: tuple[PlanOp, ...] = ()
     next_wakeup: float | None = None
     revision: int = 0  # the snapshot revision this plan was computed from
-    #: Sentences for tasks that could not even be recorded as pending (global tasks
-    #: whose node cannot take them): for logs and metrics.
-    unplaced: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.ops)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from controlplane import keys
-from controlplane.models import Availability
+from controlplane.models import Availability, TaskState
 from controlplane.reconciler import CreateTask
-from tests.reconciler.world import World
+from tests.reconciler.world import GIB, World
 
 
 def nodes_of(world: World, service: str) -> list[str]:
@@ -91,15 +91,40 @@ def test_a_removed_node_loses_its_task_and_a_down_one_is_orphaned_then_renewed()
     assert old["n2"] not in {task.id for task in world.tasks("agent")}
 
 
-def test_a_global_task_that_does_not_fit_is_reported_not_stored() -> None:
+def test_a_global_task_its_node_cannot_take_waits_pending_there_with_the_reason() -> None:
+    """As in swarm mode: the task is recorded as pending, with the scheduler's reason
+    (`service ps` and `GET /tasks` show it), and placed on that node, never another, as
+    soon as the node can take it."""
     world = World()
-    world.add_node("small", memory=1024**3)
-    world.create_service("agent", mode="global", reservations={"memory_bytes": 2 * 1024**3})
-    decided = world.step()
-    assert decided.ops == ()
-    assert len(decided.unplaced) == 1
-    assert "agent on node small" in decided.unplaced[0]
-    assert "lacks" in decided.unplaced[0]
+    world.add_node("small", memory=1 * GIB)
+    world.add_node("big", memory=16 * GIB)
+    world.create_service("agent", mode="global", reservations={"memory_bytes": 2 * GIB})
+    world.settle()
+    (pending,) = world.contents.pending.values()
+    assert pending.task.pinned_node == "small"
+    assert world.state(pending.task.id) is TaskState.PENDING
+    status = world.contents.statuses[pending.task.id].status
+    assert status.message == "node small cannot take it (1 node lacks 2 GiB memory)"
+    assert [task.node_id for task in world.running("agent")] == ["big"]
+    assert world.step().ops == ()  # nothing new while it still does not fit
+
+    world.heartbeat("small", memory=4 * GIB)  # the node grows (or frees memory)
+    world.settle()
+    assert not world.contents.pending
+    assert sorted(task.node_id for task in world.running("agent")) == ["big", "small"]
+    assert pending.task.id in {task.id for task in world.running("agent")}
+
+
+def test_a_pending_global_task_goes_with_its_node() -> None:
+    world = World()
+    world.add_node("small", memory=1 * GIB)
+    world.create_service("agent", mode="global", reservations={"memory_bytes": 2 * GIB})
+    world.settle()
+    assert len(world.contents.pending) == 1
+    world.set_availability("small", Availability.DRAIN)
+    world.settle()
+    assert not world.contents.pending
+    assert world.tasks("agent") == []
 
 
 def test_a_global_service_updates_node_by_node() -> None:

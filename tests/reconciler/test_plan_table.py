@@ -114,8 +114,6 @@ class Case:
     tasks: Sequence[T] = ()
     now: float = NOW
     wakeup: float | str | None = UNCHECKED
-    #: The issue's expected outcome, which the planner does not give (see the reason).
-    xfail: str = ""
 
 
 def nodes(*ids: str, **fields: Any) -> list[Node]:
@@ -259,14 +257,7 @@ def run(case: Case) -> None:
 
 
 def params(cases: Iterable[Case]) -> list[Any]:
-    return [
-        pytest.param(
-            case,
-            id=case.id,
-            marks=[pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else [],
-        )
-        for case in cases
-    ]
+    return [pytest.param(case, id=case.id) for case in cases]
 
 
 # --- replicated and global services, scaling ---------------------------------------------
@@ -702,12 +693,9 @@ NODES = [
         "pending: a global task its node cannot take is pending with the explanation",
         nodes=[Node("small", memory_gib=1)],
         services=[svc("agent", mode="global", reservations={"memory_bytes": 2 * GIB})],
-        expect={("pending", "agent", None, "no suitable node (1 node lacks 2 GiB memory)")},
-        xfail=(
-            "issue 5 point 4: tasks that cannot be placed stay pending with the scheduler's "
-            "explanation, visible in GET /tasks; the planner records no task for a global "
-            "service on a node it does not fit, only a line in Plan.unplaced (placement.py)"
-        ),
+        expect={
+            ("pending", "agent", None, "node small cannot take it (1 node lacks 2 GiB memory)")
+        },
     ),
 ]
 
