@@ -67,6 +67,19 @@ class FailureAction(StrEnum):
     ROLLBACK = "rollback"
 
 
+# A service's rollout, as `ServiceRecord.update_state` names it (swarm mode's
+# UpdateStatus.State, spelt as `service inspect` shows it). "" is no rollout yet. A
+# rollback, manual (`POST /services/{ref}/rollback`) or the failure action's, is paced
+# by `rollback_config` from `rolling back` to `rolled back`; anything else by
+# `update_config` from `updating` to `completed`.
+UPDATING = "updating"
+PAUSED = "paused"
+COMPLETED = "completed"
+ROLLING_BACK = "rolling back"
+ROLLBACK_PAUSED = "rollback paused"
+ROLLED_BACK = "rolled back"
+
+
 class UpdateConfig(Strict):
     parallelism: int = Field(default=1, ge=0)  # 0: all at once
     delay: float = Field(default=0.0, ge=0)
@@ -188,5 +201,5 @@ class ServiceRecord(Document):
     previous_spec: ServiceSpec | None = None
     created: float = 0.0
     updated: float = 0.0
-    update_state: str = ""  # "", "updating", "paused", "completed", "rolling back", ...
+    update_state: str = ""  # UPDATING, PAUSED, COMPLETED, ROLLING_BACK, ... or ""
     update_message: str = ""

@@ -21,7 +21,12 @@ while rolling back:
 - `max_failure_ratio`: failed slots over all slots above this triggers `failure_action`:
   `pause` stops starting batches (state `paused`), `continue` carries on, `rollback`
   writes the record back to `previous_spec` as a new version (state `rolling back`) and
-  the rollback proceeds like an update. A failing rollback pauses (`rollback paused`).
+  the rollback proceeds like an update, by `rollback_config`. A failing rollback
+  pauses (`rollback paused`), unless that config's `failure_action` is `continue`
+  (`rollback` there pauses: there is nothing further back to roll to).
+  A manual rollback (the API's) writes the record in state `rolling back` too, so it is
+  paced by `rollback_config` the same way; any other new spec clears a rollback's state
+  (`next_version`), so it is an update again.
 - Once nothing is outdated or in flight and the last new task has run for `monitor`
   seconds, the state is `completed` (`rolled back`).
 
@@ -34,18 +39,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controlplane.models.service import FailureAction, UpdateConfig, UpdateOrder
+from controlplane.models.service import (
+    COMPLETED,
+    PAUSED,
+    ROLLBACK_PAUSED,
+    ROLLED_BACK,
+    ROLLING_BACK,
+    UPDATING,
+    FailureAction,
+    UpdateConfig,
+    UpdateOrder,
+)
 from controlplane.reconciler.builder import PlanBuilder
 from controlplane.reconciler.health import never_healthy
 from controlplane.reconciler.slots import Slot, replace_for_update
 from controlplane.reconciler.view import ServiceContext, TaskInfo
-
-UPDATING = "updating"
-PAUSED = "paused"
-COMPLETED = "completed"
-ROLLING_BACK = "rolling back"
-ROLLBACK_PAUSED = "rollback paused"
-ROLLED_BACK = "rolled back"
 
 _ACTIVE = (UPDATING, ROLLING_BACK)
 _PAUSED = (PAUSED, ROLLBACK_PAUSED)

@@ -79,6 +79,26 @@ async def test_update_keeps_the_previous_spec_and_rollback_restores_it(cluster: 
     assert ServiceRecord.load(stored.value).spec.image == "nginx:1.27"
 
 
+async def test_a_rollback_reports_rolling_back_until_the_leader_finishes(cluster: Api) -> None:
+    await cluster.client.post("/services", json=spec(replicas=2))
+    await cluster.client.post("/services/web/update", json=spec(image="nginx:1.28", replicas=2))
+    rolled = await cluster.client.post("/services/web/rollback")
+    assert rolled.status_code == 200, rolled.text
+    inspected = (await cluster.client.get("/services/web")).json()
+    for body in (rolled.json(), inspected):
+        assert body["spec"]["image"] == "nginx:1.27"
+        assert body["update_state"] == "rolling back"
+        assert body["update_message"] == "manually requested rollback"
+
+    # a new spec meanwhile is an update: the rollback's state goes
+    updated = await cluster.client.post(
+        "/services/web/update", json=spec(image="nginx:1.29", replicas=2)
+    )
+    assert updated.status_code == 200, updated.text
+    inspected = (await cluster.client.get("/services/web")).json()
+    assert (inspected["update_state"], inspected["update_message"]) == ("", "")
+
+
 async def test_an_unchanged_update_writes_nothing(cluster: Api) -> None:
     await cluster.client.post("/services", json=spec())
     before = await cluster.store.get(keys.service("web"))

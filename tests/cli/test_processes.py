@@ -179,6 +179,8 @@ def test_create_update_scale_rollback_each_return_once_converged(real: RealClust
 
     rolled = run(real, "service", "rollback", "web")
     assert rolled.exit_code == 0, rolled.output
+    assert "(rolling back)" in rolled.stderr  # by rollback_config, as swarm mode does
+    assert real.api("/services/web")["update_state"] == "rolled back"
     assert running_images(real, "web") == ["nginx:1.27"] * 4  # the spec before `scale`
 
     listed = run(real, "service", "ls").stdout.splitlines()

@@ -145,3 +145,30 @@ def test_a_change_that_moves_no_task_is_done_when_counts_match() -> None:
     watch = Watch(name="web", version=2, started=0.0)
     relabelled = service(2, previous_replicas=3)  # same task spec: nothing to replace
     assert assess(watch, relabelled, [task(s, version=1) for s in (1, 2, 3)], now=1.0).done
+
+
+def test_a_manual_rollback_waits_for_rolled_back_and_fails_if_it_pauses() -> None:
+    watch = Watch(name="web", version=3, started=0.0)
+    old_tasks = [task(s, version=2) for s in (1, 2, 3)]
+    rolling = service(
+        3, image="a", previous_image="b", state="rolling back",
+        message="manually requested rollback",
+    )  # fmt: skip
+    result = assess(watch, rolling, old_tasks, now=1.0)
+    assert not result.done
+    assert result.failure is None
+    assert result.summary.endswith("(rolling back)")
+
+    rolled = service(
+        3, image="a", previous_image="b", state="rolled back", message="rollback completed"
+    )
+    result = assess(watch, rolled, [task(s, version=3) for s in (1, 2, 3)], now=2.0)
+    assert (result.done, result.failure) == (True, None)
+
+    paused = service(
+        3, image="a", previous_image="b", state="rollback paused",
+        message="rollback paused due to failure: task t1 failed",
+    )  # fmt: skip
+    failed = [task(1, version=3, state="failed", desired="shutdown"), *old_tasks[1:]]
+    result = assess(Watch(name="web", version=3, started=0.0), paused, failed, now=2.0)
+    assert result.failure == "rollback paused due to failure: task t1 failed"

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from controlplane import keys
+from controlplane.api.control.services import next_version, rollback_version
 from controlplane.models import (
     Availability,
     NodeInfo,
@@ -141,16 +142,18 @@ class World:
         return record
 
     def update_service(self, name: str, **changes: Any) -> ServiceRecord:
+        """A new spec version, as `POST /services/{name}/update` writes it."""
         record = self.record(name)
         spec = ServiceSpec.model_validate({**record.spec.model_dump(), **changes})
-        new = record.model_copy(
-            update={
-                "spec": spec,
-                "spec_version": record.spec_version + 1,
-                "previous_spec": record.spec,
-                "updated": self.now,
-            }
-        )
+        new = next_version(record, spec, now=self.now)
+        self.put(keys.service(name), new)
+        return new
+
+    def rollback_service(self, name: str) -> ServiceRecord:
+        """The previous spec back, as `POST /services/{name}/rollback` writes it."""
+        record = self.record(name)
+        assert record.previous_spec is not None, f"{name} has no previous spec"
+        new = rollback_version(record, record.previous_spec, now=self.now)
         self.put(keys.service(name), new)
         return new
 

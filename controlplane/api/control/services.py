@@ -35,7 +35,12 @@ from controlplane.api.control.ports import PortTaken, assign_published_ports, in
 from controlplane.api.control.validation import validate_spec
 from controlplane.api.control.view import ClusterView
 from controlplane.models import ServiceMode, ServiceSpec
-from controlplane.models.service import SERVICE_NAME, ServiceRecord
+from controlplane.models.service import (
+    ROLLBACK_PAUSED,
+    ROLLING_BACK,
+    SERVICE_NAME,
+    ServiceRecord,
+)
 from discovery import Compare, Delete, Op, Put, Store
 
 KIND = "service"
@@ -183,11 +188,12 @@ async def _rewrite(
     new_spec: Callable[[ServiceRecord], ServiceSpec],
     *,
     now: float,
-    force: bool = False,
+    rollback: bool = False,
 ) -> tuple[ServiceRecord, int]:
     """Replace the service's spec with `new_spec(current)` (which may refuse), its ports
     assigned and claimed in the same compare-and-swap; a lost race is retried from a
-    fresh read. Nothing is written when the spec is the same (unless `force`)."""
+    fresh read. Nothing is written when the spec is the same, unless it is a `rollback`
+    (always a new version, see `rollback_version`)."""
     key = keys.service(name)
     for attempt in range(writes.ATTEMPTS):
         kv = await store.get(key)
@@ -199,7 +205,10 @@ async def _rewrite(
         if ported:
             stored = {**specs_of(await read_services(store)), name: current.spec}
             (spec,) = assign_published_ports([spec], stored, attempt=attempt)
-        updated = next_version(current, spec, now=now, force=force)
+        if rollback:
+            updated = rollback_version(current, spec, now=now)
+        else:
+            updated = next_version(current, spec, now=now)
         if updated is current:  # nothing to change: no write, no event
             return current, kv.mod_revision
         compares: list[Compare] = []
@@ -236,9 +245,11 @@ async def scale_service(
 async def rollback_service(
     store: Store, view: ClusterView, ref: str, *, now: float
 ) -> tuple[ServiceRecord, int]:
-    """Swap in the previous spec, as a new version (so rolling back twice rolls forward).
+    """Swap in the previous spec, as a new version (so rolling back twice rolls forward),
+    rolled out by its `rollback_config` (see `rollback_version`).
 
-    Its published ports are claimed again: one another service took meanwhile is a 409.
+    No previous spec is a 409. Its published ports are claimed again: one another
+    service took meanwhile is a 409.
     """
     name = _name_of(view, ref)
 
@@ -247,7 +258,7 @@ async def rollback_service(
             raise Conflict(f"service {name!r} has no previous spec to roll back to")
         return record.previous_spec
 
-    return await _rewrite(store, name, ref, new_spec, now=now, force=True)
+    return await _rewrite(store, name, ref, new_spec, now=now, rollback=True)
 
 
 async def remove_service(store: Store, view: ClusterView, ref: str) -> int:
@@ -335,14 +346,34 @@ async def deploy_services(
 def next_version(
     record: ServiceRecord, spec: ServiceSpec, *, now: float, force: bool = False
 ) -> ServiceRecord:
-    """The record with `spec` as a new version; `record` itself when nothing changes."""
+    """The record with `spec` as a new version; `record` itself when nothing changes.
+
+    A new spec is an update, paced by its `update_config`: the state of a rollback under
+    way or paused is cleared (swarm mode clears UpdateStatus on an update), so the
+    leader starts an update rather than carry on rolling back. Other states stay for the
+    leader to move on (a paused update resumes with the new version).
+    """
     if spec == record.spec and not force:
         return record
-    return record.model_copy(
-        update={
-            "spec": spec,
-            "spec_version": record.spec_version + 1,
-            "previous_spec": record.spec,
-            "updated": now,
-        }
+    changes: dict[str, object] = {
+        "spec": spec,
+        "spec_version": record.spec_version + 1,
+        "previous_spec": record.spec,
+        "updated": now,
+    }
+    if record.update_state in (ROLLING_BACK, ROLLBACK_PAUSED):
+        changes |= {"update_state": "", "update_message": ""}
+    return record.model_copy(update=changes)
+
+
+MANUAL_ROLLBACK = "manually requested rollback"
+
+
+def rollback_version(record: ServiceRecord, spec: ServiceSpec, *, now: float) -> ServiceRecord:
+    """The record rolled back to `spec` (its previous spec, ports assigned) as a new
+    version, always, in state `rolling back`: the leader then replaces the tasks by the
+    spec's `rollback_config` and ends `rolled back` (`rollback paused` if it fails), as
+    `docker service rollback` does."""
+    return next_version(record, spec, now=now, force=True).model_copy(
+        update={"update_state": ROLLING_BACK, "update_message": MANUAL_ROLLBACK}
     )
