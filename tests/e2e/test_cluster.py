@@ -8,13 +8,14 @@ that kill processes come last.
 
 Consul's minimum lease is 10 s (and it may end a session up to one TTL late), so its
 variants are the ones where the store matters most: the spread (join, heartbeats,
-watches), scaling, draining, restarts, a rolling update, a global service, a request
-to a task (the leader's task writes and the agents' batched status reports under
-Consul's 64-operation transactions; together about half a minute), an agent's loss
-(node leases) and the leader's loss (election). What stays on etcd and the file store
-only: the failing updates and the new leader's rolling update, whose timings Consul's
-10 s minimum lease would stretch. The bounds there add Consul's slack
-(`Cluster.slack`).
+watches), scaling, draining, restarts, a rolling update, a failing update rolled back,
+a manual rollback, a global service, a request to a task (the leader's task writes and
+the agents' batched status reports under Consul's 64-operation transactions; together
+about half a minute), an agent's loss (node leases) and the leader's loss (election).
+No lease times an update or a rollback, so those run on every store. What stays on etcd
+and the file store only: the new leader's rolling update, whose timing (a leader's
+lease running out) Consul's 10 s minimum lease would stretch. The bounds there add
+Consul's slack (`Cluster.slack`).
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ def test_rolling_update_of_six_replicas_goes_in_three_batches(cluster: Cluster) 
     assert slots_once(containers, 6)
 
 
-@fast_stores
+@every_store
 @pytest.mark.parametrize("failure", ["missing image", "exits at once"])
 def test_failing_update_rolls_back_to_the_old_spec(cluster: Cluster, failure: str) -> None:
     spec: dict[str, Any] = {
@@ -282,6 +283,63 @@ def test_failing_update_rolls_back_to_the_old_spec(cluster: Cluster, failure: st
     failed = [t for t in cluster.tasks("doomed") if t["spec_version"] == 2]
     assert failed
     assert all(t["state"] in ("rejected", "failed") for t in failed), failed
+
+
+def made_in_batches(tasks: list[dict[str, Any]]) -> list[int]:
+    """The sizes of the batches the leader made `tasks` in: a gap of over 0.5 s between
+    two creations starts a new batch."""
+    ordered = sorted(tasks, key=lambda t: float(t["created"]))
+    sizes = [1]
+    for before, after in itertools.pairwise(ordered):
+        if after["created"] - before["created"] > 0.5:
+            sizes.append(0)
+        sizes[-1] += 1
+    return sizes
+
+
+@every_store
+def test_manual_rollback_goes_by_rollback_config_and_reports_rolled_back(
+    cluster: Cluster,
+) -> None:
+    spec: dict[str, Any] = {
+        "name": "undo",
+        "image": cluster.image,
+        "init": True,
+        "stop_grace_period": 2,
+        "replicas": 4,
+        "command": shell_until_sigterm(),
+        "env": {"V": "1"},
+        "update_config": {"parallelism": 1, "delay": 1.0, "monitor": 0.5},
+        "rollback_config": {"parallelism": 2, "delay": 1.0, "monitor": 0.5},
+    }
+    cluster.call("POST", "/services", spec)
+    cluster.running("undo", 4, within=60)
+    cluster.call("POST", "/services/undo/update", {**spec, "env": {"V": "2"}})
+    poll(
+        lambda: cluster.service("undo")["update_state"] == "completed",
+        within=60,
+        what="the update completed",
+    )
+
+    rolled = cluster.call("POST", "/services/undo/rollback")
+    assert (rolled["update_state"], rolled["update_message"]) == (
+        "rolling back",
+        "manually requested rollback",
+    )
+    assert rolled["spec"]["env"] == {"V": "1"}
+
+    def rolled_back() -> dict[str, Any] | None:
+        service = cluster.service("undo")
+        return service if service["update_state"] == "rolled back" else None
+
+    service = poll(rolled_back, within=60, what="the rollback completed")
+    assert service["update_message"] == "rollback completed"
+    containers = cluster.running("undo", 4, within=30)
+    assert all("V=1" in cluster.inspect(c)["Config"]["Env"] for c in containers)
+    assert slots_once(containers, 4)
+    # by rollback_config: two at a time (update_config would have gone one by one)
+    replacements = [t for t in cluster.tasks("undo") if t["spec_version"] == rolled["spec_version"]]
+    assert made_in_batches(replacements) == [2, 2], replacements
 
 
 @every_store
