@@ -121,6 +121,8 @@ class Cluster:
     slack: float  # how late the store may end a lease: Consul up to one TTL, others 0
     managers: list[Manager] = field(default_factory=list)
     agents: list[AgentProc] = field(default_factory=list)
+    #: Extra environment for every manager started (e.g. SHOAL_RECONCILE_TXN_ITEMS).
+    manager_env: dict[str, str] = field(default_factory=dict)
     token: str = ""
     worker_token: str = ""
     cluster_id: str = ""
@@ -133,6 +135,7 @@ class Cluster:
             log_dir=self.tmp / "logs",
             lease_ttl=self.lease_ttl,
         )
+        manager.env = {**(manager.env or {}), **self.manager_env}
         self.managers.append(manager)
         manager.start(wait=wait)
         return manager
@@ -298,19 +301,21 @@ STORE_ORDER = ("etcd", "consul", "file")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run this folder's tests store by store, each store's in the order written, so that
-    one cluster per store serves them and the tests that kill processes come last."""
+    """Run this folder's tests store by store, each store's module by module in the order
+    written, so that one cluster per store and module serves them (a module's cluster is
+    stopped when the next module's test runs) and the tests that kill processes come
+    last."""
     here = Path(__file__).parent
     mine = [i for i, item in enumerate(items) if here in Path(str(item.path)).parents]
     if not mine:
         return
 
-    def key(index: int) -> tuple[int, int]:
+    def key(index: int) -> tuple[int, str, int]:
         item = items[index]
         callspec = getattr(item, "callspec", None)
         store = callspec.params.get("cluster") if callspec is not None else None
         rank = STORE_ORDER.index(store) if store in STORE_ORDER else -1
-        return rank, item.location[1] or 0
+        return rank, str(item.path), item.location[1] or 0
 
     ordered = [items[i] for i in sorted(mine, key=key)]
     for slot, item in zip(mine, ordered, strict=True):
@@ -324,7 +329,7 @@ def e2e_image(docker_client: Any) -> str:
 
 def start_cluster(
     store: str, url: str, tmp: Path, *, engine: Any, image: str, docker_host: str,
-    managers: int = 2, agents: int = 3,
+    managers: int = 2, agents: int = 3, manager_env: dict[str, str] | None = None,
 ) -> Cluster:  # fmt: skip
     """Managers started (one leads), the cluster initialised, the agents joined and ready."""
     consul = store == "consul"
@@ -339,6 +344,7 @@ def start_cluster(
         lease_ttl=CONSUL_MIN_TTL if consul else LEASE_TTL,
         node_ttl=node_ttl,
         slack=node_ttl if consul else 0.0,
+        manager_env=dict(manager_env or {}),
     )
     try:
         for _ in range(managers):
