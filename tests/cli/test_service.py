@@ -153,6 +153,22 @@ def test_rollback_restores_the_previous_spec(cluster: ServedManager) -> None:
     )
 
 
+def test_update_rollback_is_the_rollback_and_takes_no_other_change(
+    cluster: ServedManager,
+) -> None:
+    """docker's `service update --rollback`: the same as `service rollback`."""
+    assert shoal("service", "create", "-d", "--name", "web", "nginx:1.26").exit_code == 0
+    assert shoal("service", "update", "-d", "--image", "nginx:1.27", "web").exit_code == 0
+    mixed = shoal("service", "update", "-d", "--rollback", "--image", "nginx:1.28", "web")
+    assert mixed.exit_code == 2
+    assert "other flags may not be combined with --rollback" in mixed.stderr
+    assert inspect("web")["spec"]["image"] == "nginx:1.27"  # nothing written
+    result = shoal("service", "update", "-d", "--rollback", "web")
+    assert (result.exit_code, result.stdout) == (0, "web\n")
+    service = inspect("web")
+    assert (service["spec"]["image"], service["update_state"]) == ("nginx:1.26", "rolling back")
+
+
 def test_rm_removes_what_exists_and_reports_the_rest(cluster: ServedManager) -> None:
     for name in ("a", "b"):
         assert shoal("service", "create", "-d", "--name", name, "busybox").exit_code == 0

@@ -66,10 +66,15 @@ def rollback(
 ) -> None:
     """Go back to the service's previous spec."""
     with session(host, debug) as api:
-        rolled = api.post(f"/services/{service}/rollback")
-        typer.echo(rolled["id"] if quiet else rolled["name"])
-        if not detach:
-            wait_converged(api, {rolled["name"]: int(rolled["spec_version"])}, quiet=quiet)
+        roll_back(api, service, detach=detach, quiet=quiet)
+
+
+def roll_back(api: ManagerClient, service: str, *, detach: bool, quiet: bool) -> None:
+    """`service rollback` and `service update --rollback`: paced by the rollback config."""
+    rolled = api.post(f"/services/{service}/rollback")
+    typer.echo(rolled["id"] if quiet else rolled["name"])
+    if not detach:
+        wait_converged(api, {rolled["name"]: int(rolled["spec_version"])}, quiet=quiet)
 
 
 @reported

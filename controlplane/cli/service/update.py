@@ -59,6 +59,7 @@ from controlplane.cli.service.health import (
     NoHealthcheck,
     healthcheck,
 )
+from controlplane.cli.service.lifecycle import roll_back
 from controlplane.cli.service.names import ServiceRef
 from controlplane.compose import units
 from controlplane.models.service import ServiceMode
@@ -142,6 +143,10 @@ def update(
     health_retries: HealthRetries = None,
     health_start_period: HealthStartPeriod = None,
     no_healthcheck: NoHealthcheck = False,
+    rollback: Annotated[
+        bool,
+        typer.Option("--rollback", help="Go back to the previous spec (as `service rollback`)."),
+    ] = False,
     detach: Detach = False,
     quiet: Quiet = False,
     host: HostOption = None,
@@ -149,7 +154,14 @@ def update(
 ) -> None:
     """Change a service; its tasks are replaced as its update config says."""
     given = {key: value for key, value in locals().items() if key not in _NOT_CHANGES}
-    if not any(value for value in given.values() if value is not None):
+    changes = any(value for value in given.values() if value is not None)
+    if rollback:
+        if changes:
+            raise typer.BadParameter("other flags may not be combined with --rollback")
+        with session(host, debug) as api:
+            roll_back(api, service, detach=detach, quiet=quiet)
+        return
+    if not changes:
         raise typer.BadParameter("nothing to change: give at least one flag (see --help)")
     with session(host, debug) as api:
         current = api.get(f"/services/{service}")
@@ -166,7 +178,7 @@ def update(
             wait_converged(api, {spec.name: int(updated["spec_version"])}, quiet=quiet)
 
 
-_NOT_CHANGES = frozenset({"service", "detach", "quiet", "host", "debug"})
+_NOT_CHANGES = frozenset({"service", "rollback", "detach", "quiet", "host", "debug"})
 
 
 def _change(fields: dict[str, Any], given: dict[str, Any]) -> None:
