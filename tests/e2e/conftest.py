@@ -375,17 +375,35 @@ def cluster(
     """Two managers and three agents on `request.param`'s store (parametrize indirectly:
     `etcd`, `consul` or `file`), shared by a module's tests on that store; each test
     leaves it as it found it (`tidy` removes services and re-activates nodes)."""
+    yield from module_cluster(
+        request, tmp_path_factory, engine=docker_client, image=e2e_image, docker_host=dockerd
+    )
+
+
+def module_cluster(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    engine: Any,
+    image: str,
+    docker_host: str,
+    name: str = "cluster",
+    manager_env: dict[str, str] | None = None,
+) -> Iterator[Cluster]:
+    """The body of a module's `cluster` fixture: a cluster on `request.param`'s store,
+    shut down at the end; `manager_env` goes to its managers."""
     store: str = request.param
-    url = "file://{}/store".format(tmp_path_factory.mktemp(f"{store}-store"))
+    url = "file://{}/store".format(tmp_path_factory.mktemp(f"{name}-{store}-store"))
     if store != "file":
         url = request.getfixturevalue(f"{store}_server").url()
     made = start_cluster(
         store,
         url,
-        tmp_path_factory.mktemp(f"cluster-{store}"),
-        engine=docker_client,
-        image=e2e_image,
-        docker_host=dockerd,
+        tmp_path_factory.mktemp(f"{name}-{store}"),
+        engine=engine,
+        image=image,
+        docker_host=docker_host,
+        manager_env=manager_env,
     )
     try:
         yield made

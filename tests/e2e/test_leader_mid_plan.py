@@ -49,7 +49,7 @@ from controlplane.agent.runtime.base import LABEL_SLOT
 from controlplane.models import LeaderRecord
 from controlplane.models.task import TERMINAL_STATES
 from discovery import open_store
-from tests.e2e.conftest import Cluster, Container, Manager, poll, start_cluster
+from tests.e2e.conftest import Cluster, Container, Manager, module_cluster, poll
 from tests.harness.images import shell_until_sigterm
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -71,23 +71,15 @@ def cluster(
 ) -> Iterator[Cluster]:
     """conftest's cluster (two managers, three agents), its managers writing one task per
     transaction."""
-    store: str = request.param
-    url = "file://{}/store".format(tmp_path_factory.mktemp(f"{store}-midplan-store"))
-    if store != "file":
-        url = request.getfixturevalue(f"{store}_server").url()
-    made = start_cluster(
-        store,
-        url,
-        tmp_path_factory.mktemp(f"cluster-midplan-{store}"),
+    yield from module_cluster(
+        request,
+        tmp_path_factory,
         engine=docker_client,
         image=e2e_image,
         docker_host=dockerd,
+        name="midplan",
         manager_env={"SHOAL_RECONCILE_TXN_ITEMS": str(TXN_ITEMS)},
     )
-    try:
-        yield made
-    finally:
-        made.shut_down()
 
 
 @dataclass

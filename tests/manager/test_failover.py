@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
-from tests.manager.conftest import ManagerProcess
+from tests.manager.conftest import ManagerProcess, poll
 
 pytestmark = pytest.mark.slow
 
 TTL = 2.0
 FAILOVER_BOUND = TTL + 2.0
-
-
-def poll(condition: Callable[[], Any], *, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = condition()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"{what}: not within {within} s"
-        time.sleep(0.05)
 
 
 def leaders(managers: list[ManagerProcess]) -> list[str]:

@@ -9,18 +9,16 @@ up, and it reconciles from then on.
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.manager import REPO, SHOAL
 from tests.harness.process import ServerProcess
-from tests.manager.conftest import ManagerProcess
+from tests.manager.conftest import ManagerProcess, poll
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +27,6 @@ WITHIN = 20.0  # seconds a real process gets to act (CI machines are small and b
 REPLICAS = 3
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def poll(condition: Callable[[], Any], *, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = condition()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"{what}: not within {within} s"
-        time.sleep(0.1)
 
 
 def scrape(manager: ManagerProcess, token: str) -> Samples:

@@ -8,18 +8,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from controlplane.tls import TlsFiles, client_context
 from tests.harness.process import ServerProcess, free_port
-from tests.manager.conftest import REPO, SHOAL, ManagerProcess
+from tests.manager.conftest import REPO, SHOAL, ManagerProcess, poll
 from tests.manager.test_tls import _ca, _sign
 
 pytestmark = pytest.mark.slow
@@ -28,16 +26,6 @@ pytestmark = pytest.mark.slow
 LEASE_TTL = 60.0
 #: The probe's cache (3 s) plus its timeout (0.75 s), with room for a busy machine.
 WITHIN = 10.0
-
-
-def poll(condition: Callable[[], Any], *, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = condition()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"{what}: not within {within} s"
-        time.sleep(0.1)
 
 
 def reachability(manager: ManagerProcess, token: str) -> dict[str, str]:

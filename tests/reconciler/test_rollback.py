@@ -4,7 +4,6 @@ back` then `rolled back`, and pause (`rollback paused`) when the rollback fails.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -22,30 +21,10 @@ def updated_cluster(*, update: dict[str, Any], rollback: dict[str, Any]) -> Worl
     world.settle()
     world.now += 1
     world.update_service("web", image="nginx:2")
-    roll(world, passes=60)
+    world.roll(passes=60)
     assert world.record("web").update_state == "completed"
     assert images(world) == ["nginx:2"] * 6
     return world
-
-
-def roll(
-    world: World, *, failing: Iterable[str] = (), passes: int = 40
-) -> list[tuple[str, list[int]]]:
-    """Reconcile and run agents, one second apart: each batch's slots, with the update
-    state the pass that started it wrote."""
-    batches: list[tuple[str, list[int]]] = []
-    for _ in range(passes):
-        decided = world.step()
-        batch = [
-            op.task.slot or 0
-            for op in decided.ops
-            if isinstance(op, CreateTask) and op.reason == "update"
-        ]
-        if batch:
-            batches.append((world.record("web").update_state, sorted(batch)))
-        world.agents(failing_images=failing)
-        world.now += 1
-    return batches
 
 
 def images(world: World) -> list[str]:
@@ -73,7 +52,7 @@ def test_a_manual_rollback_is_paced_by_rollback_config_and_ends_rolled_back(
         "rolling back",
         "manually requested rollback",
     )
-    assert roll(world, passes=60) == [("rolling back", batch) for batch in batches]
+    assert world.roll(passes=60) == [("rolling back", batch) for batch in batches]
     record = world.record("web")
     assert (record.update_state, record.update_message) == ("rolled back", "rollback completed")
     assert record.spec.image == "nginx:1"
@@ -148,7 +127,7 @@ def test_an_automatic_rollback_is_paced_by_rollback_config(
     world.settle()
     world.now += 1
     world.update_service("web", image="broken:2")
-    batches = roll(world, failing={"broken:2"}, passes=60)
+    batches = world.roll(failing={"broken:2"}, passes=60)
     # the update's first batch fails; only its two slots are outdated after the rollback
     assert batches == [
         ("updating", [1, 2]),
@@ -166,7 +145,7 @@ def test_a_failing_manual_rollback_pauses(failure_action: str) -> None:
         rollback={"parallelism": 2, "monitor": 5, "failure_action": failure_action},
     )
     world.rollback_service("web")
-    batches = roll(world, failing={"nginx:1"}, passes=30)  # nginx:1 no longer starts
+    batches = world.roll(failing={"nginx:1"}, passes=30)  # nginx:1 no longer starts
     assert batches == [("rolling back", [1, 2])]
     record = world.record("web")
     assert record.update_state == "rollback paused"
@@ -181,7 +160,7 @@ def test_a_failing_manual_rollback_with_continue_carries_on() -> None:
         rollback={"parallelism": 2, "monitor": 5, "failure_action": "continue"},
     )
     world.rollback_service("web")
-    batches = roll(world, failing={"nginx:1"}, passes=30)
+    batches = world.roll(failing={"nginx:1"}, passes=30)
     assert [batch for _, batch in batches] == [[1, 2], [3, 4], [5, 6]]
     assert world.record("web").update_state != "rollback paused"
 
@@ -200,7 +179,7 @@ def test_a_failing_automatic_rollback_pauses() -> None:
     world.now += 1
     world.update_service("web", image="broken:2")
     # nginx:1 stops starting too: the rollback to it fails
-    batches = roll(world, failing={"broken:2", "nginx:1"}, passes=40)
+    batches = world.roll(failing={"broken:2", "nginx:1"}, passes=40)
     assert batches == [("updating", [1]), ("rolling back", [1])]
     record = world.record("web")
     assert record.update_state == "rollback paused"
@@ -214,12 +193,12 @@ def test_a_new_spec_during_a_paused_rollback_is_an_update() -> None:
         rollback={"parallelism": 1, "monitor": 5, "failure_action": "pause"},
     )
     world.rollback_service("web")
-    roll(world, failing={"nginx:1"}, passes=10)
+    world.roll(failing={"nginx:1"}, passes=10)
     assert world.record("web").update_state == "rollback paused"
 
     world.update_service("web", image="nginx:3")
     assert world.record("web").update_state == ""
-    batches = roll(world, passes=40)
+    batches = world.roll(passes=40)
     # by update_config's 3 at a time; slot 1's failed task is restarted with nginx:3
     assert batches == [("updating", [2, 3, 4]), ("updating", [5, 6])]
     assert world.record("web").update_state == "completed"

@@ -19,20 +19,8 @@ def cluster(**update_config: object) -> World:
 
 
 def roll(world: World, *, failing: Iterable[str] = (), passes: int = 40) -> list[list[int]]:
-    """Reconcile and run agents, one second apart; the slots of each update batch."""
-    batches: list[list[int]] = []
-    for _ in range(passes):
-        decided = world.step()
-        batch = [
-            op.task.slot or 0
-            for op in decided.ops
-            if isinstance(op, CreateTask) and op.reason == "update"
-        ]
-        if batch:
-            batches.append(sorted(batch))
-        world.agents(failing_images=failing)
-        world.now += 1
-    return batches
+    """The slots of each update batch (`World.roll`)."""
+    return [slots for _, slots in world.roll(failing=failing, passes=passes)]
 
 
 def images(world: World) -> list[str]:

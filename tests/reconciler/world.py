@@ -25,7 +25,7 @@ from controlplane.models import (
 from controlplane.models.base import Document
 from controlplane.models.service import ServiceRecord
 from controlplane.models.task import DesiredState
-from controlplane.reconciler import Plan, ReconcilerConfig, plan
+from controlplane.reconciler import CreateTask, Plan, ReconcilerConfig, plan
 from controlplane.reconciler.applier import txn_parts
 from controlplane.state import ClusterSnapshot
 from controlplane.state.contents import ClusterContents
@@ -89,6 +89,25 @@ class World:
         decided = self.plan()
         self.apply(decided)
         return decided
+
+    def roll(
+        self, service: str = "web", *, failing: Iterable[str] = (), passes: int = 40
+    ) -> list[tuple[str, list[int]]]:
+        """Reconcile and run agents, one second apart, for a rolling update (or rollback):
+        each batch's slots, with the update state the pass that started it wrote."""
+        batches: list[tuple[str, list[int]]] = []
+        for _ in range(passes):
+            decided = self.step()
+            batch = [
+                op.task.slot or 0
+                for op in decided.ops
+                if isinstance(op, CreateTask) and op.reason == "update"
+            ]
+            if batch:
+                batches.append((self.record(service).update_state, sorted(batch)))
+            self.agents(failing_images=failing)
+            self.now += 1
+        return batches
 
     def settle(self, *, passes: int = 20) -> None:
         """Reconcile and let the agents act until nothing changes."""
