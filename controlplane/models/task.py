@@ -80,8 +80,9 @@ class Task(Document):
     slot: int | None = None  # None for global services (one per node)
     node_id: str  # "" while pending (no node fits yet)
     #: A global service's task is for one node: while it waits under `pending/` (that
-    #: node cannot take it yet), its node's id; "" for every other task.
-    pinned_node: str = ""
+    #: node cannot take it yet), its node's id; "" for every other task, and then not
+    #: written at all, so agents from before the field read what they always read.
+    pinned_node: str = Field(default="", exclude_if=lambda value: not value)
     spec_version: int
     spec: TaskSpec
     desired_state: DesiredState = DesiredState.RUNNING

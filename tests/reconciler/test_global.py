@@ -115,6 +115,20 @@ def test_a_global_task_its_node_cannot_take_waits_pending_there_with_the_reason(
     assert pending.task.id in {task.id for task in world.running("agent")}
 
 
+def test_only_a_pending_global_task_writes_its_pin() -> None:
+    """A placed task's JSON is what it was before `pinned_node` existed, so an agent of
+    an earlier version still reads every task meant for it."""
+    world = World()
+    world.add_node("small", memory=1 * GIB)
+    world.create_service("agent", mode="global", reservations={"memory_bytes": 2 * GIB})
+    world.settle()
+    (pending,) = world.contents.pending.values()
+    assert b'"pinned_node":"small"' in world.kv[keys.pending(pending.task.id)][0]
+    world.heartbeat("small", memory=4 * GIB)
+    world.settle()
+    assert b"pinned_node" not in world.kv[keys.task("small", pending.task.id)][0]
+
+
 def test_a_pending_global_task_goes_with_its_node() -> None:
     world = World()
     world.add_node("small", memory=1 * GIB)
