@@ -9,13 +9,17 @@ that kill processes come last.
 Consul's minimum lease is 10 s (and it may end a session up to one TTL late), so its
 variants are the ones where the store matters most: the spread (join, heartbeats,
 watches), scaling, draining, restarts, a rolling update, a failing update rolled back,
-a manual rollback, a global service, a request to a task (the leader's task writes and
-the agents' batched status reports under Consul's 64-operation transactions; together
-about half a minute), an agent's loss (node leases) and the leader's loss (election).
-No lease times an update or a rollback, so those run on every store. What stays on etcd
-and the file store only: the new leader's rolling update, whose timing (a leader's
-lease running out) Consul's 10 s minimum lease would stretch. The bounds there add
-Consul's slack (`Cluster.slack`).
+a global service, a request to a task (the leader's task writes and the agents' batched
+status reports under Consul's 64-operation transactions; together about half a minute)
+and an agent's loss (node leases). The leader's loss on every store is
+`test_leader_mid_plan.py` (killed between the transactions of one plan, the harder
+case). What stays on etcd and the file store only: the new leader's rolling update, whose
+timing (a leader's lease running out) Consul's 10 s minimum lease would stretch. What
+runs on the file store only, the store adding nothing to what it checks: a manual
+rollback (paced by the rollback config, no lease; its logic is in
+`tests/reconciler/test_rollback.py`) and the leader killed once containers run, after
+the plan was written (the store's part, failover, is the mid-plan test's). The bounds
+add Consul's slack (`Cluster.slack`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ FAST_STORES = ["etcd", "file"]
 
 every_store = pytest.mark.parametrize("cluster", ALL_STORES, indirect=True)
 fast_stores = pytest.mark.parametrize("cluster", FAST_STORES, indirect=True)
+file_store = pytest.mark.parametrize("cluster", ["file"], indirect=True)
 
 MISSING_IMAGE = "127.0.0.1:1/shoal-e2e/missing:none"  # a registry that refuses at once
 
@@ -297,7 +302,7 @@ def made_in_batches(tasks: list[dict[str, Any]]) -> list[int]:
     return sizes
 
 
-@every_store
+@file_store
 def test_manual_rollback_goes_by_rollback_config_and_reports_rolled_back(
     cluster: Cluster,
 ) -> None:
@@ -459,7 +464,7 @@ def test_new_leader_carries_on_a_rolling_update(cluster: Cluster) -> None:
         cluster.start_manager()  # a standby again, for the next test
 
 
-@every_store
+@file_store
 def test_leader_killed_while_thirty_replicas_are_created(cluster: Cluster) -> None:
     leader = poll(cluster.leader, within=10, what="one leader")
     standby = next(m for m in cluster.managers if m.running and m is not leader)

@@ -23,10 +23,10 @@ default transaction size (the whole plan in one) every attempt writes 30 and the
 fails, as it should.
 
 Then: the standby leads within the lease TTL + 2 s (on Consul, + one more TTL: Consul
-ends a session between TTL and 2 x TTL, the same allowance as `test_cluster.py`,
-`Cluster.slack`), finishes the plan, and at the end exactly 30 containers run, counted in
-Docker by the cluster and service labels, each slot once; no task was written without
-its status (a half-written op), and every slot 1..30 has exactly one task meant to run.
+ends a session between TTL and 2 x TTL, `Cluster.slack`), finishes the plan, and at the
+end exactly 30 containers run, counted in Docker by the cluster and service labels, each
+slot once; no task was written without its status (a half-written op), and every slot
+1..30 has exactly one task meant to run.
 """
 
 from __future__ import annotations
