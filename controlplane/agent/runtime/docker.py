@@ -290,23 +290,42 @@ class DockerRuntime(Runtime):
         return found
 
     def _ensure_sync(self, task: Task) -> Observed:
+        """Create and start the task's container, or adopt the one it already has.
+
+        The executor asks only for tasks it saw no running unit of, so the usual case
+        is a new container: create, start, inspect (three engine calls, against the
+        floor's two). A container of this task that already exists shows up as the
+        name taken (409) and is adopted; a missing image as the create's 404, pulled
+        then. Looking both up first cost three more calls per task, each queued on an
+        engine that is busy starting containers.
+        """
         api = self._api()
-        found = self._find(task.id)
-        if found:
-            container_id = str(found[0]["Id"])
-        else:
-            self._ensure_image(task.spec.image)
-            container_id = self._create(task)
-        info: Inspect = api.inspect_container(container_id)
-        if _never_started(info):
-            try:
-                api.start(container_id)
-            except docker.errors.APIError as exc:
-                # The engine records why in State.Error; the task fails (not rejected:
-                # a port in use or a missing executable may be this node's problem).
-                log.info("task %s: starting container failed: %s", task.id, _explain(exc))
-            info = api.inspect_container(container_id)
+        container_id, fresh = self._create_or_adopt(task)
+        if not fresh:
+            info: Inspect = api.inspect_container(container_id)
+            if not _never_started(info):
+                return self._remember(info)
+        try:
+            api.start(container_id)
+        except docker.errors.APIError as exc:
+            # The engine records why in State.Error; the task fails (not rejected:
+            # a port in use or a missing executable may be this node's problem).
+            log.info("task %s: starting container failed: %s", task.id, _explain(exc))
+        info = api.inspect_container(container_id)
         return self._remember(info)
+
+    def _create_or_adopt(self, task: Task) -> tuple[str, bool]:
+        """The task's container id, and whether it was made just now."""
+        try:
+            return self._create(task), True
+        except docker.errors.ImageNotFound:
+            self._ensure_image(task.spec.image)
+        except _Adopt as existing:
+            return existing.container_id, False
+        try:
+            return self._create(task), True
+        except _Adopt as existing:  # made meanwhile by a concurrent ensure of this task
+            return existing.container_id, False
 
     def _ensure_image(self, image: str) -> None:
         api = self._api()
@@ -400,13 +419,16 @@ class DockerRuntime(Runtime):
                 detach=True,
                 use_config_proxy=False,
             )
+        except docker.errors.ImageNotFound:
+            raise  # pulled by the caller, then created again
         except docker.errors.APIError as exc:
             if exc.status_code == 409:
-                # Same name: a concurrent ensure of this task won the race (adopt it),
-                # or someone else's container holds the name (never touch it).
+                # Same name: this task's container exists (an earlier or a concurrent
+                # ensure made it: adopt it), or someone else's container holds the
+                # name (never touch it).
                 found = self._find(task.id)
                 if found:
-                    return str(found[0]["Id"])
+                    raise _Adopt(str(found[0]["Id"])) from exc
                 raise TaskRejected(
                     f"container name {container_name(task)!r} is taken by a container "
                     f"shoal did not create: {_explain(exc)}"
@@ -478,6 +500,14 @@ class DockerRuntime(Runtime):
         with self._seen_lock:
             self._seen[observed.container_id] = (_inspect_key(info), observed)
         return observed
+
+
+class _Adopt(Exception):
+    """`_create` found the task's container already there."""
+
+    def __init__(self, container_id: str) -> None:
+        super().__init__(container_id)
+        self.container_id = container_id
 
 
 def _never_started(info: Inspect) -> bool:

@@ -2,8 +2,8 @@
 
 asyncio's default pool has CPUs + 4 threads (six on a 2-core host); the runtime used it,
 so an agent asked to start 50 tasks with concurrency 16 had only six engine calls in
-flight. No engine is needed: a fake client's container listing waits at a barrier that
-opens only when `workers` calls wait there together.
+flight. No engine is needed: every call to a fake client waits at a barrier that opens
+only when `workers` calls wait there together.
 """
 
 from __future__ import annotations
@@ -33,11 +33,15 @@ def _task(n: int) -> Task:
 async def test_engine_calls_run_workers_at_a_time(workers: int) -> None:
     barrier = threading.Barrier(workers, timeout=10)
 
-    def containers(**_: Any) -> list[Any]:
+    class Engine:
+        def __getattr__(self, name: str) -> Any:
+            return call
+
+    def call(*_: Any, **__: Any) -> Any:
         barrier.wait()  # BrokenBarrierError if fewer than `workers` ever wait together
         raise _Opened
 
-    client = SimpleNamespace(api=SimpleNamespace(containers=containers), close=lambda: None)
+    client = SimpleNamespace(api=Engine(), close=lambda: None)
     runtime = DockerRuntime(
         cluster_id="c1", node_id="n1", advertise_addr="127.0.0.1", client=client, workers=workers
     )
