@@ -293,6 +293,80 @@ class Manager:
         self.child.stop(sig)
 
 
+class RunningWatch:
+    """Counts a service's running tasks from the manager's `/events` stream.
+
+    What a user watching for convergence would use, and it costs the manager one pass
+    per change instead of one request every poll: polling `GET /services` every 50 ms
+    cost the manager about 0.25 CPU-seconds in 5 s (2.5 ms a request), CPU the engine,
+    already saturated by container starts, then did not have. Open it before the create
+    call (`with`); `wait(n)` returns the monotonic time n tasks were first running.
+    """
+
+    def __init__(self, manager: Manager, service: str) -> None:
+        self.service = service
+        self._http = httpx.Client(
+            base_url=manager.url, headers=dict(manager.http.headers), timeout=None
+        )
+        self._states: dict[str, str] = {}
+        self._changed = threading.Condition()
+        self._error: BaseException | None = None
+        self._open = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+
+    def __enter__(self) -> RunningWatch:
+        self._reader.start()
+        if not self._open.wait(30):
+            raise TimeoutError("the event stream did not open")
+        time.sleep(0.2)  # the server takes its first snapshot once the stream is open
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._http.close()
+
+    def running(self) -> int:
+        return sum(1 for state in self._states.values() if state == "running")
+
+    def _read(self) -> None:
+        import json
+
+        try:
+            with self._http.stream("GET", "/events", params={"types": "task"}) as response:
+                response.raise_for_status()
+                self._open.set()
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    event = json.loads(line[5:])
+                    attributes = event.get("attributes", {})
+                    if attributes.get("service") != self.service:
+                        if event["action"] == "remove":
+                            self._states.pop(event["id"], None)
+                        continue
+                    with self._changed:
+                        if attributes.get("desired_state") == "running":
+                            self._states[event["id"]] = attributes.get("state", "")
+                        else:
+                            self._states.pop(event["id"], None)
+                        self._changed.notify_all()
+        except BaseException as exc:  # reported by wait()
+            self._error = exc
+            with self._changed:
+                self._changed.notify_all()
+
+    def wait(self, n: int, *, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.running() < n:
+                if self._error is not None:
+                    raise RuntimeError(f"event stream: {self._error!r}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"not after {timeout:g} s: {self.service} running")
+                self._changed.wait(left)
+            return time.monotonic()
+
+
 def agent(
     discovery: str,
     state_dir: Path,

@@ -37,6 +37,7 @@ from typing import Any
 from benchmarks._cluster import (
     DOCKER_HOST,
     Manager,
+    RunningWatch,
     agent,
     cpu_seconds,
     docker_engine,
@@ -86,10 +87,12 @@ WRITTEN_AFTER: dict[int, list[float]] = {}
 
 def shoal_converge(manager: Manager, client: Any, cluster_label: str, n: int) -> float:
     name = f"conv-{uuid.uuid4().hex[:6]}"
-    wall0 = time.time()
-    t0 = time.monotonic()
-    manager.post("/services", service_body(name, n))
-    t1 = wait_for(lambda: running_of(manager, name) >= n, timeout=600, what=f"{name} running")
+    with RunningWatch(manager, name) as watch:
+        wall0 = time.time()
+        t0 = time.monotonic()
+        manager.post("/services", service_body(name, n))
+        t1 = watch.wait(n, timeout=600)
+    assert running_of(manager, name) >= n  # the API agrees with its event stream
     created = [float(t["created"]) for t in manager.get("/tasks", service=name)]
     WRITTEN_AFTER.setdefault(n, []).append(max(created) - wall0)
     manager.delete(f"/services/{name}")
