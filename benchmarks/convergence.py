@@ -2,7 +2,8 @@
 
 On the tests' Docker Engine, with the busybox test image, in one run:
 - converge: a service of N replicas (N = 20, 50) created through shoal's API (one
-  `shoal manager`, one `shoal agent`, file store) until N tasks report running; the same
+  `shoal manager`, one `shoal agent`, file store) until N tasks report running (read
+  from the manager's `/events` stream, which costs it nothing between changes); the same
   through swarm mode (`docker swarm init` on that engine, `docker service create
   --no-resolve-image`), once with the image by name and once by id (`sha256:...`, which
   skips the pull swarm mode otherwise tries first); and the floor: N plain containers
