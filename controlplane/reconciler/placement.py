@@ -232,7 +232,7 @@ def _create(entry: NewTask, *, node_id: str | None, why: dict[str, str], now: fl
         service_id=record.id,
         slot=entry.slot,
         node_id=node_id or "",
-        pinned_node=entry.node_id if node_id is None and entry.node_id is not None else "",
+        pinned_node="" if node_id else entry.node_id or "",  # a global task left pending
         spec_version=record.spec_version,
         spec=entry.ctx.task_spec,
         created=now,

@@ -315,17 +315,12 @@ class DockerRuntime(Runtime):
         return self._remember(info)
 
     def _create_or_adopt(self, task: Task) -> tuple[str, bool]:
-        """The task's container id, and whether it was made just now."""
+        """The task's container id, and whether it was made just now (else adopted)."""
         try:
-            return self._create(task), True
+            return self._create(task)
         except docker.errors.ImageNotFound:
             self._ensure_image(task.spec.image)
-        except _Adopt as existing:
-            return existing.container_id, False
-        try:
-            return self._create(task), True
-        except _Adopt as existing:  # made meanwhile by a concurrent ensure of this task
-            return existing.container_id, False
+        return self._create(task)
 
     def _ensure_image(self, image: str) -> None:
         api = self._api()
@@ -370,7 +365,9 @@ class DockerRuntime(Runtime):
                 f"image {image!r} is not on this node and could not be pulled: {error}"
             )
 
-    def _create(self, task: Task) -> str:
+    def _create(self, task: Task) -> tuple[str, bool]:
+        """Create the task's container: its id, and True; or, when the task's own
+        container holds the name already, that one's id and False."""
         api = self._api()
         spec = task.spec
         exposed: list[tuple[int, str]] = []
@@ -428,7 +425,7 @@ class DockerRuntime(Runtime):
                 # name (never touch it).
                 found = self._find(task.id)
                 if found:
-                    raise _Adopt(str(found[0]["Id"])) from exc
+                    return str(found[0]["Id"]), False
                 raise TaskRejected(
                     f"container name {container_name(task)!r} is taken by a container "
                     f"shoal did not create: {_explain(exc)}"
@@ -438,7 +435,7 @@ class DockerRuntime(Runtime):
             raise
         except docker.errors.DockerException as exc:  # invalid arguments, caught client-side
             raise TaskRejected(f"invalid container spec: {exc}") from exc
-        return str(created["Id"])
+        return str(created["Id"]), True
 
     def _stop_sync(self, task_id: str, grace: float) -> Observed | None:
         api = self._api()
@@ -500,14 +497,6 @@ class DockerRuntime(Runtime):
         with self._seen_lock:
             self._seen[observed.container_id] = (_inspect_key(info), observed)
         return observed
-
-
-class _Adopt(Exception):
-    """`_create` found the task's container already there."""
-
-    def __init__(self, container_id: str) -> None:
-        super().__init__(container_id)
-        self.container_id = container_id
 
 
 def _never_started(info: Inspect) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -181,6 +182,14 @@ async def update_service(
     return await _rewrite(store, name, ref, new_spec, now=now)
 
 
+class Versioning(Protocol):
+    """`next_version` or `rollback_version`: the record with a spec as a new version."""
+
+    def __call__(
+        self, record: ServiceRecord, spec: ServiceSpec, *, now: float
+    ) -> ServiceRecord: ...
+
+
 async def _rewrite(
     store: Store,
     name: str,
@@ -188,12 +197,13 @@ async def _rewrite(
     new_spec: Callable[[ServiceRecord], ServiceSpec],
     *,
     now: float,
-    rollback: bool = False,
+    version: Versioning | None = None,
 ) -> tuple[ServiceRecord, int]:
     """Replace the service's spec with `new_spec(current)` (which may refuse), its ports
     assigned and claimed in the same compare-and-swap; a lost race is retried from a
-    fresh read. Nothing is written when the spec is the same, unless it is a `rollback`
-    (always a new version, see `rollback_version`)."""
+    fresh read. `version` (default `next_version`) makes the new record; when it returns
+    the current one (the same spec), nothing is written."""
+    version = version or next_version
     key = keys.service(name)
     for attempt in range(writes.ATTEMPTS):
         kv = await store.get(key)
@@ -205,10 +215,7 @@ async def _rewrite(
         if ported:
             stored = {**specs_of(await read_services(store)), name: current.spec}
             (spec,) = assign_published_ports([spec], stored, attempt=attempt)
-        if rollback:
-            updated = rollback_version(current, spec, now=now)
-        else:
-            updated = next_version(current, spec, now=now)
+        updated = version(current, spec, now=now)
         if updated is current:  # nothing to change: no write, no event
             return current, kv.mod_revision
         compares: list[Compare] = []
@@ -258,7 +265,7 @@ async def rollback_service(
             raise Conflict(f"service {name!r} has no previous spec to roll back to")
         return record.previous_spec
 
-    return await _rewrite(store, name, ref, new_spec, now=now, rollback=True)
+    return await _rewrite(store, name, ref, new_spec, now=now, version=rollback_version)
 
 
 async def remove_service(store: Store, view: ClusterView, ref: str) -> int:
