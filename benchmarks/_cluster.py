@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import statistics
@@ -328,31 +329,29 @@ class RunningWatch:
         return sum(1 for state in self._states.values() if state == "running")
 
     def _read(self) -> None:
-        import json
-
         try:
             with self._http.stream("GET", "/events", params={"types": "task"}) as response:
                 response.raise_for_status()
                 self._open.set()
                 for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    event = json.loads(line[5:])
-                    attributes = event.get("attributes", {})
-                    if attributes.get("service") != self.service:
-                        if event["action"] == "remove":
-                            self._states.pop(event["id"], None)
-                        continue
-                    with self._changed:
-                        if attributes.get("desired_state") == "running":
-                            self._states[event["id"]] = attributes.get("state", "")
-                        else:
-                            self._states.pop(event["id"], None)
-                        self._changed.notify_all()
+                    if line.startswith("data:"):
+                        self._take(json.loads(line[5:]))
         except BaseException as exc:  # reported by wait()
             self._error = exc
             with self._changed:
                 self._changed.notify_all()
+
+    def _take(self, event: dict[str, Any]) -> None:
+        """One task event: a removed task (which carries no attributes) or one of the
+        service's tasks meant to run (with its state); other services' are ignored."""
+        attributes = event.get("attributes", {})
+        mine = attributes.get("service") == self.service
+        with self._changed:
+            if mine and attributes.get("desired_state") == "running":
+                self._states[event["id"]] = attributes.get("state", "")
+            elif mine or event["action"] == "remove":
+                self._states.pop(event["id"], None)
+            self._changed.notify_all()
 
     def wait(self, n: int, *, timeout: float) -> float:
         deadline = time.monotonic() + timeout
