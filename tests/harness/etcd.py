@@ -35,7 +35,6 @@ import json
 import shutil
 import signal
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.pki import make_ca, sign
 from tests.harness.process import ServerProcess, free_port, require_binary
 
 HOST = "127.0.0.1"
@@ -87,35 +87,20 @@ class EtcdTLS:
         return context
 
 
-def make_tls(directory: Path, *, openssl: str) -> EtcdTLS:
-    """Write a throwaway CA and certificates (P-256, valid one day) with `openssl`."""
+def make_tls(directory: Path) -> EtcdTLS:
+    """Write a throwaway CA and a server and a client certificate (`tests.harness.pki`)."""
     directory.mkdir(parents=True, exist_ok=True)
-    tls = EtcdTLS(
+    make_ca(directory, "ca")
+    for role, usage in (("server", "serverAuth"), ("client", "clientAuth")):
+        extensions = f"subjectAltName=IP:{HOST}\nextendedKeyUsage={usage}\n"
+        sign(directory, role, ca="ca", extensions=extensions, subject=f"/CN={role}")
+    return EtcdTLS(
         ca=directory / "ca.pem",
         server_cert=directory / "server.pem",
         server_key=directory / "server.key",
         client_cert=directory / "client.pem",
         client_key=directory / "client.key",
     )
-    key_options = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    ca_options = ["-subj", "/CN=shoal-test-ca", "-days", "1"]
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory)
-
-    run("req", "-x509", *key_options, *ca_options, "-keyout", "ca.key", "-out", tls.ca.name)
-    for role, cert, key, usage in (
-        ("server", tls.server_cert, tls.server_key, "serverAuth"),
-        ("client", tls.client_cert, tls.client_key, "clientAuth"),
-    ):
-        extensions = directory / f"{role}.ext"
-        extensions.write_text(f"subjectAltName=IP:{HOST}\nextendedKeyUsage={usage}\n")
-        run("req", *key_options, "-keyout", key.name, "-out", f"{role}.csr", "-subj", f"/CN={role}")
-        run(
-            "x509", "-req", "-in", f"{role}.csr", "-CA", tls.ca.name, "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "1", "-extfile", extensions.name, "-out", cert.name,
-        )  # fmt: skip
-    return tls
 
 
 class EtcdServer:
@@ -422,7 +407,7 @@ def etcd_tls_server(tmp_path: Path) -> Iterator[EtcdServer]:
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl is not installed (it makes the TLS test's certificates)")
-    tls = make_tls(tmp_path / "tls", openssl=openssl)
+    tls = make_tls(tmp_path / "tls")
     server = EtcdServer(base_dir=tmp_path / "etcd", binary=binary, tls=tls)
     server.start()
     try:

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from controlplane.tls import TlsFiles, client_context
+from tests.harness.pki import make_pki
 from tests.harness.process import ServerProcess, free_port
 from tests.manager.conftest import REPO, SHOAL, ManagerProcess, poll
-from tests.manager.test_tls import _ca, _sign
 
 pytestmark = pytest.mark.slow
 
@@ -105,15 +105,8 @@ def tls_pair(
 ) -> Iterator[tuple[TlsManager, TlsManager, httpx.Client]]:
     """Two managers serving HTTPS and requiring client certificates (`--tlscacert`), with
     the test's client; their own certificates are server-only, as in `test_tls`."""
-    d = tmp_path / "pki"
-    d.mkdir()
-    _ca(d, "ca")
-    server = "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-    _sign(d, "server", ca="ca", extensions=server, subject="/CN=127.0.0.1")
-    _sign(d, "client", ca="ca", extensions="extendedKeyUsage=clientAuth\n", subject="/CN=me")
-    files = TlsFiles(
-        cacert=str(d / "ca.pem"), cert=str(d / "client.pem"), key=str(d / "client.key")
-    )
+    pki = make_pki(tmp_path / "pki")
+    files = TlsFiles(cacert=str(pki.ca), cert=str(pki.client_cert), key=str(pki.client_key))
     client = httpx.Client(verify=client_context(files), timeout=5)
     managers = []
     for name in ("tls-a", "tls-b"):
@@ -129,8 +122,8 @@ def tls_pair(
         argv = [
             *SHOAL, "manager", "--discovery", file_url, "--listen", f"127.0.0.1:{port}",
             "--lease-ttl", str(LEASE_TTL), "--id", name,
-            "--tlscert", str(d / "server.pem"), "--tlskey", str(d / "server.key"),
-            "--tlscacert", str(d / "ca.pem"),
+            "--tlscert", str(pki.server_cert), "--tlskey", str(pki.server_key),
+            "--tlscacert", str(pki.ca),
         ]  # fmt: skip
         process = ServerProcess(
             name=name,

@@ -24,69 +24,15 @@ import pytest
 from controlplane.agent.join import JoinError, JoinRequest, join_cluster
 from controlplane.tls import TlsError, TlsFiles, client_context, server_context
 from tests.harness.manager import REPO, SHOAL
+from tests.harness.pki import Pki, make_pki
 from tests.harness.process import ServerProcess, free_port
-
-
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    stranger_cert: Path  # signed by a CA the manager does not trust
-    stranger_key: Path
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _sign(directory: Path, name: str, *, ca: str, extensions: str, subject: str) -> None:
-    _openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject,
-        cwd=directory,
-    )  # fmt: skip
-    (directory / f"{name}.ext").write_text(extensions)
-    _openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-        "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext",
-        cwd=directory,
-    )  # fmt: skip
-
-
-def _ca(directory: Path, name: str) -> None:
-    _openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
-        "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=directory,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     if shutil.which("openssl") is None:
         pytest.fail("openssl is missing; run scripts/install-deps")
-    d = tmp_path_factory.mktemp("pki")
-    _ca(d, "ca")
-    _ca(d, "other-ca")
-    server = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
-    client = "extendedKeyUsage=clientAuth\n"
-    _sign(d, "server", ca="ca", extensions=server, subject="/CN=127.0.0.1")
-    _sign(d, "client", ca="ca", extensions=client, subject="/CN=shoal-user")
-    _sign(d, "stranger", ca="other-ca", extensions=client, subject="/CN=stranger")
-    return Pki(
-        ca=d / "ca.pem",
-        server_cert=d / "server.pem",
-        server_key=d / "server.key",
-        client_cert=d / "client.pem",
-        client_key=d / "client.key",
-        stranger_cert=d / "stranger.pem",
-        stranger_key=d / "stranger.key",
-    )
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @dataclass(frozen=True)
