@@ -166,7 +166,7 @@ def snapshot_of(case: Case) -> ClusterSnapshot:
         world.put(keys.task(row.node, row.id) if row.node else keys.pending(row.id), task)
         if row.state is not None:
             state = TaskState(row.state)
-            began = row.started if row.started is not None else None
+            began = row.started
             if began is None and state in (TaskState.RUNNING, TaskState.STARTING):
                 began = row.at
             status = TaskStatus(

@@ -12,14 +12,20 @@ from controlplane.reconciler import CreateTask, ShutdownTask
 from tests.reconciler.world import World
 
 
-def updated_cluster(*, update: dict[str, Any], rollback: dict[str, Any]) -> World:
-    """Six replicas of nginx:1, updated to nginx:2 and settled: ready to roll back."""
+def running_cluster(replicas: int, *, update: dict[str, Any], rollback: dict[str, Any]) -> World:
+    """`replicas` of nginx:1 running on three nodes, one second ago."""
     world = World()
     for node_id in ("n1", "n2", "n3"):
         world.add_node(node_id)
-    world.create_service("web", replicas=6, update_config=update, rollback_config=rollback)
+    world.create_service("web", replicas=replicas, update_config=update, rollback_config=rollback)
     world.settle()
     world.now += 1
+    return world
+
+
+def updated_cluster(*, update: dict[str, Any], rollback: dict[str, Any]) -> World:
+    """Six replicas of nginx:1, updated to nginx:2 and settled: ready to roll back."""
+    world = running_cluster(6, update=update, rollback=rollback)
     world.update_service("web", image="nginx:2")
     world.roll(passes=60)
     assert world.record("web").update_state == "completed"
@@ -115,17 +121,11 @@ def test_a_manual_rollback_that_replaces_no_task_ends_rolled_back() -> None:
 def test_an_automatic_rollback_is_paced_by_rollback_config(
     rollback_parallelism: int, rollback_batches: list[list[int]]
 ) -> None:
-    world = World()
-    for node_id in ("n1", "n2", "n3"):
-        world.add_node(node_id)
-    world.create_service(
-        "web",
-        replicas=6,
-        update_config={"parallelism": 2, "monitor": 5, "failure_action": "rollback"},
-        rollback_config={"parallelism": rollback_parallelism, "monitor": 0},
+    world = running_cluster(
+        6,
+        update={"parallelism": 2, "monitor": 5, "failure_action": "rollback"},
+        rollback={"parallelism": rollback_parallelism, "monitor": 0},
     )
-    world.settle()
-    world.now += 1
     world.update_service("web", image="broken:2")
     batches = world.roll(failing={"broken:2"}, passes=60)
     # the update's first batch fails; only its two slots are outdated after the rollback
@@ -166,17 +166,11 @@ def test_a_failing_manual_rollback_with_continue_carries_on() -> None:
 
 
 def test_a_failing_automatic_rollback_pauses() -> None:
-    world = World()
-    for node_id in ("n1", "n2", "n3"):
-        world.add_node(node_id)
-    world.create_service(
-        "web",
-        replicas=3,
-        update_config={"parallelism": 1, "monitor": 5, "failure_action": "rollback"},
-        rollback_config={"parallelism": 1, "monitor": 5, "failure_action": "pause"},
+    world = running_cluster(
+        3,
+        update={"parallelism": 1, "monitor": 5, "failure_action": "rollback"},
+        rollback={"parallelism": 1, "monitor": 5, "failure_action": "pause"},
     )
-    world.settle()
-    world.now += 1
     world.update_service("web", image="broken:2")
     # nginx:1 stops starting too: the rollback to it fails
     batches = world.roll(failing={"broken:2", "nginx:1"}, passes=40)
