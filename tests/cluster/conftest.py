@@ -22,10 +22,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -43,23 +43,10 @@ COMPOSE_LABEL = "com.docker.compose.project"
 LEASE_TTL = {"etcd": 2.0, "consul": 10.0}
 DISCOVERY = {"etcd": "etcd://etcd:2379/shoal", "consul": "consul://consul:8500/shoal"}
 
-T = TypeVar("T")
 
 #: A failed build, kept so that every later test fails at once with it: pytest sets up a
 #: failed session fixture again for each test, and a build takes minutes.
 _build_failure: list[str] = []
-
-
-def poll(condition: Callable[[], T | None], *, within: float, what: str, every: float = 0.25) -> T:
-    """`condition()` once it is truthy; fail naming `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        last = condition()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {within} s (last: {last!r})")
-        time.sleep(every)
 
 
 def _unavailable(message: str) -> None:

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from controlplane.agent.runtime.base import LABEL_NODE, LABEL_SLOT
-from tests.cluster.conftest import Project, http, poll
+from tests.cluster.conftest import Project, http
 from tests.harness.images import shell_until_sigterm
+from tests.harness.polling import poll
 
 pytestmark = [
     pytest.mark.docker,

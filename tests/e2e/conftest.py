@@ -23,42 +23,30 @@ removed. Containers are counted in Docker by the labels the agent writes
 from __future__ import annotations
 
 import contextlib
+import itertools
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import docker.errors
 import pytest
 
-from controlplane.agent.runtime.base import LABEL_CLUSTER, LABEL_NODE, LABEL_SERVICE
+from controlplane.agent.runtime.base import LABEL_CLUSTER, LABEL_NODE, LABEL_SERVICE, LABEL_SLOT
+from controlplane.models.task import TERMINAL_STATES
 from tests.harness.images import ensure_busybox_image
 from tests.harness.manager import REPO, SHOAL, ManagerProcess, http
+from tests.harness.polling import poll
 from tests.harness.process import ServerProcess
 
 HEARTBEAT = 1.0  # node TTL: 3 s
 LEASE_TTL = 2.0
 NODE_GRACE = 3.0
 CONSUL_MIN_TTL = 10.0
-
-T = TypeVar("T")
-
-
-def poll(condition: Callable[[], T | None], *, within: float, what: str, every: float = 0.1) -> T:
-    """`condition()` once it is truthy; fail naming `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    last: T | None = None
-    while True:
-        last = condition()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {within} s (last: {last!r})")
-        time.sleep(every)
 
 
 class Manager(ManagerProcess):
@@ -101,11 +89,32 @@ class AgentProc(ServerProcess):
         )
 
 
+#: A task's observed states once it has ended.
+ENDED = frozenset(state.value for state in TERMINAL_STATES)
+
+
 @dataclass(frozen=True)
 class Container:
     id: str
     labels: dict[str, str]
     state: str
+
+
+def slots_once(containers: list[Container], count: int) -> bool:
+    """The containers are slots 1..count, each once."""
+    return sorted(int(c.labels[LABEL_SLOT]) for c in containers) == list(range(1, count + 1))
+
+
+def made_in_batches(tasks: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """`tasks` grouped by when the leader made them: a gap of over 0.5 s between two
+    creations starts a new batch."""
+    ordered = sorted(tasks, key=lambda t: float(t["created"]))
+    batches: list[list[dict[str, Any]]] = [ordered[:1]]
+    for before, after in itertools.pairwise(ordered):
+        if after["created"] - before["created"] > 0.5:
+            batches.append([])
+        batches[-1].append(after)
+    return batches
 
 
 @dataclass
@@ -231,6 +240,15 @@ class Cluster:
         found: list[dict[str, Any]] = self.call("GET", f"/tasks?service={service}")
         return found
 
+    def meant_to_run(self, service: str) -> list[dict[str, Any]]:
+        """The service's tasks meant to run now. A task that ended (failed, say, and was
+        replaced) stays as its slot's history with its desired state unchanged."""
+        return [
+            t
+            for t in self.tasks(service)
+            if t["desired_state"] == "running" and t["state"] not in ENDED
+        ]
+
     def service(self, name: str) -> dict[str, Any]:
         found: dict[str, Any] = self.call("GET", f"/services/{name}")
         return found
@@ -281,6 +299,25 @@ class Cluster:
             return found if len(found) == count else None
 
         return poll(exactly, within=within, what=f"{count} containers of {service} running")
+
+    def each_slot_runs_once(self, service: str, count: int, *, within: float) -> None:
+        """`count` containers of `service` come to run, slots 1..count each once, never
+        more than `count` at once on the way, and none more arrive in the next 2 s."""
+        most = 0
+
+        def all_there() -> list[Container] | None:
+            nonlocal most
+            found = self.containers(service)
+            most = max(most, len(found))
+            return found if len(found) == count else None
+
+        found = poll(all_there, within=within, what=f"{count} containers of {service} running")
+        assert slots_once(found, count), Counter(c.labels[LABEL_SLOT] for c in found)
+        time.sleep(2.0)  # nothing more arrives: no slot twice
+        final = self.containers(service)
+        assert most == count
+        assert len(final) == count
+        assert slots_once(final, count)
 
     def remove_containers(self) -> None:
         if not self.cluster_id:

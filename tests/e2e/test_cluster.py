@@ -32,14 +32,10 @@ from typing import Any
 
 import pytest
 
-from controlplane.agent.runtime.base import LABEL_NODE, LABEL_SLOT
-from controlplane.models.task import TERMINAL_STATES
-from tests.e2e.conftest import NODE_GRACE, Cluster, Container, poll
+from controlplane.agent.runtime.base import LABEL_NODE
+from tests.e2e.conftest import NODE_GRACE, Cluster, Container, made_in_batches, poll, slots_once
 from tests.harness.images import http_hostname_server, shell_until_sigterm
 from tests.harness.process import free_port
-
-#: A task's observed states once it has ended.
-ENDED = frozenset(state.value for state in TERMINAL_STATES)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -51,10 +47,6 @@ fast_stores = pytest.mark.parametrize("cluster", FAST_STORES, indirect=True)
 file_store = pytest.mark.parametrize("cluster", ["file"], indirect=True)
 
 MISSING_IMAGE = "127.0.0.1:1/shoal-e2e/missing:none"  # a registry that refuses at once
-
-
-def slots_once(containers: list[Container], count: int) -> bool:
-    return sorted(int(c.labels[LABEL_SLOT]) for c in containers) == list(range(1, count + 1))
 
 
 @every_store
@@ -96,28 +88,18 @@ def test_scale_ten_to_three_to_twelve(cluster: Cluster) -> None:
     )
 
 
-def meant_to_run(cluster: Cluster, service: str) -> list[dict[str, Any]]:
-    """The service's tasks meant to run now. A task that ended (failed, say, and was
-    replaced) stays as its slot's history with its desired state unchanged."""
-    return [
-        t
-        for t in cluster.tasks(service)
-        if t["desired_state"] == "running" and t["state"] not in ENDED
-    ]
-
-
 @every_store
 def test_drained_node_tasks_move_off(cluster: Cluster) -> None:
     cluster.create("drained", replicas=6, command=shell_until_sigterm())
     cluster.running("drained", 6, within=60)
     victim = cluster.node_id_of(cluster.agents[0])
-    placed = Counter(t["node_id"] for t in meant_to_run(cluster, "drained"))
+    placed = Counter(t["node_id"] for t in cluster.meant_to_run("drained"))
     assert placed[victim] == 2, placed
 
     cluster.call("POST", f"/nodes/{victim}/update", {"availability": "drain"})
 
     def moved() -> list[dict[str, Any]] | None:
-        tasks = meant_to_run(cluster, "drained")
+        tasks = cluster.meant_to_run("drained")
         off = len(tasks) == 6 and all(t["node_id"] != victim for t in tasks)
         return tasks if off and all(t["state"] == "running" for t in tasks) else None
 
@@ -188,23 +170,26 @@ def test_http_request_reaches_the_task_on_its_node_address(cluster: Cluster) -> 
     assert body.strip() == cluster.inspect(container)["Config"]["Hostname"]
 
 
-def six_replicas_updated_in_pairs(cluster: Cluster, name: str) -> dict[str, Any]:
-    """A 6-replica spec whose updates go 2 at a time, 1 s apart, each watched 0.5 s."""
+def updated_in_batches(
+    cluster: Cluster, name: str, *, replicas: int = 6, parallelism: int = 2
+) -> dict[str, Any]:
+    """A spec (env V=1) whose updates go `parallelism` at a time, 1 s apart, each
+    watched 0.5 s."""
     return {
         "name": name,
         "image": cluster.image,
         "init": True,
         "stop_grace_period": 2,
-        "replicas": 6,
+        "replicas": replicas,
         "command": shell_until_sigterm(),
         "env": {"V": "1"},
-        "update_config": {"parallelism": 2, "delay": 1.0, "monitor": 0.5},
+        "update_config": {"parallelism": parallelism, "delay": 1.0, "monitor": 0.5},
     }
 
 
 @every_store
 def test_rolling_update_of_six_replicas_goes_in_three_batches(cluster: Cluster) -> None:
-    spec = six_replicas_updated_in_pairs(cluster, "rolling")
+    spec = updated_in_batches(cluster, "rolling")
     cluster.call("POST", "/services", spec)
     cluster.running("rolling", 6, within=60)
 
@@ -230,13 +215,10 @@ def test_rolling_update_of_six_replicas_goes_in_three_batches(cluster: Cluster) 
     poll(done, within=60, what="the update completed", every=0.05)
     # Group the replacements by when the leader made them: three batches of two, each
     # made once the one before runs (and the 1 s delay has passed).
-    tasks = sorted(new.values(), key=lambda t: float(t["created"]))
-    batches: list[list[dict[str, Any]]] = [[tasks[0]]]
-    for task in tasks[1:]:
-        if task["created"] - batches[-1][-1]["created"] > 0.5:
-            batches.append([])
-        batches[-1].append(task)
-    assert [len(batch) for batch in batches] == [2, 2, 2], [t["created"] for t in tasks]
+    batches = made_in_batches(new.values())
+    assert [len(batch) for batch in batches] == [2, 2, 2], [
+        [t["created"] for t in batch] for batch in batches
+    ]
     for before, after in itertools.pairwise(batches):
         made = min(t["created"] for t in after)
         ran = max(ran_at[t["id"]] for t in before)
@@ -290,33 +272,12 @@ def test_failing_update_rolls_back_to_the_old_spec(cluster: Cluster, failure: st
     assert all(t["state"] in ("rejected", "failed") for t in failed), failed
 
 
-def made_in_batches(tasks: list[dict[str, Any]]) -> list[int]:
-    """The sizes of the batches the leader made `tasks` in: a gap of over 0.5 s between
-    two creations starts a new batch."""
-    ordered = sorted(tasks, key=lambda t: float(t["created"]))
-    sizes = [1]
-    for before, after in itertools.pairwise(ordered):
-        if after["created"] - before["created"] > 0.5:
-            sizes.append(0)
-        sizes[-1] += 1
-    return sizes
-
-
 @file_store
 def test_manual_rollback_goes_by_rollback_config_and_reports_rolled_back(
     cluster: Cluster,
 ) -> None:
-    spec: dict[str, Any] = {
-        "name": "undo",
-        "image": cluster.image,
-        "init": True,
-        "stop_grace_period": 2,
-        "replicas": 4,
-        "command": shell_until_sigterm(),
-        "env": {"V": "1"},
-        "update_config": {"parallelism": 1, "delay": 1.0, "monitor": 0.5},
-        "rollback_config": {"parallelism": 2, "delay": 1.0, "monitor": 0.5},
-    }
+    spec = updated_in_batches(cluster, "undo", replicas=4, parallelism=1)
+    spec["rollback_config"] = {"parallelism": 2, "delay": 1.0, "monitor": 0.5}
     cluster.call("POST", "/services", spec)
     cluster.running("undo", 4, within=60)
     cluster.call("POST", "/services/undo/update", {**spec, "env": {"V": "2"}})
@@ -344,7 +305,7 @@ def test_manual_rollback_goes_by_rollback_config_and_reports_rolled_back(
     assert slots_once(containers, 4)
     # by rollback_config: two at a time (update_config would have gone one by one)
     replacements = [t for t in cluster.tasks("undo") if t["spec_version"] == rolled["spec_version"]]
-    assert made_in_batches(replacements) == [2, 2], replacements
+    assert [len(batch) for batch in made_in_batches(replacements)] == [2, 2], replacements
 
 
 @every_store
@@ -396,14 +357,7 @@ def test_killed_agent_tasks_run_elsewhere_and_its_containers_go_when_it_returns(
     bound = cluster.node_ttl + cluster.slack + NODE_GRACE + 5.0
 
     def rescheduled() -> bool:
-        # The tasks meant to run now; a task that ended (failed, say, then restarted
-        # elsewhere) stays as its slot's history with its desired state unchanged.
-        tasks = [
-            t
-            for t in cluster.tasks("sturdy")
-            if t["desired_state"] == "running" and t["state"] not in ENDED
-        ]
-        return all(t["node_id"] != victim_node for t in tasks)
+        return all(t["node_id"] != victim_node for t in cluster.meant_to_run("sturdy"))
 
     poll(rescheduled, within=bound + 30, what="the tasks rescheduled elsewhere")
     print(f"[{cluster.store}] rescheduled after {time.monotonic() - killed_at:.1f} s")
@@ -430,7 +384,7 @@ def test_killed_agent_tasks_run_elsewhere_and_its_containers_go_when_it_returns(
 
 @fast_stores
 def test_new_leader_carries_on_a_rolling_update(cluster: Cluster) -> None:
-    spec = six_replicas_updated_in_pairs(cluster, "handover")
+    spec = updated_in_batches(cluster, "handover")
     cluster.call("POST", "/services", spec)
     cluster.running("handover", 6, within=60)
     leader = poll(cluster.leader, within=10, what="one leader")
@@ -481,21 +435,7 @@ def test_leader_killed_while_thirty_replicas_are_created(cluster: Cluster) -> No
     print(f"[{cluster.store}] failover after {took:.1f} s (bound {bound:.1f} s)")
     assert took <= bound, f"failover took {took:.1f} s (bound {bound:.1f} s)"
 
-    most = 0  # never more than 30 at once: nothing was scheduled twice
-
-    def thirty() -> list[Container] | None:
-        nonlocal most
-        found = cluster.containers("thirty")
-        most = max(most, len(found))
-        return found if len(found) == 30 else None
-
-    running = poll(thirty, within=90, what="30 containers running")
-    assert slots_once(running, 30), Counter(c.labels[LABEL_SLOT] for c in running)
-    time.sleep(2.0)  # nothing more arrives: no slot twice
-    final = cluster.containers("thirty")
-    assert most == 30
-    assert len(final) == 30
-    assert slots_once(final, 30)
+    cluster.each_slot_runs_once("thirty", 30, within=90)
     tasks = [t for t in cluster.tasks("thirty") if t["desired_state"] == "running"]
     assert sorted(t["slot"] for t in tasks) == list(range(1, 31))
     assert partial < 30  # the kill landed while the service was being created

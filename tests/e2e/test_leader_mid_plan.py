@@ -37,7 +37,6 @@ import os
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,11 +44,9 @@ from typing import Any
 import pytest
 
 from controlplane import keys
-from controlplane.agent.runtime.base import LABEL_SLOT
 from controlplane.models import LeaderRecord
-from controlplane.models.task import TERMINAL_STATES
 from discovery import open_store
-from tests.e2e.conftest import Cluster, Container, Manager, module_cluster, poll
+from tests.e2e.conftest import Cluster, Manager, module_cluster, poll
 from tests.harness.images import shell_until_sigterm
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -58,7 +55,6 @@ TXN_ITEMS = 2  # below one task's 4 + the fence: one task per transaction
 REPLICAS = 30
 ATTEMPTS = 3
 SERVICE = "midplan"
-ENDED = frozenset(state.value for state in TERMINAL_STATES)
 
 
 @pytest.fixture(scope="module")
@@ -142,18 +138,6 @@ class KillOnFirstTask(threading.Thread):
                     return
 
 
-def meant_to_run(cluster: Cluster) -> list[dict[str, Any]]:
-    return [
-        t
-        for t in cluster.tasks(SERVICE)
-        if t["desired_state"] == "running" and t["state"] not in ENDED
-    ]
-
-
-def slots_once(containers: list[Container], count: int) -> bool:
-    return sorted(int(c.labels[LABEL_SLOT]) for c in containers) == list(range(1, count + 1))
-
-
 @pytest.mark.parametrize("cluster", ["etcd", "consul", "file"], indirect=True)
 def test_leader_killed_partway_through_writing_thirty_tasks(cluster: Cluster) -> None:
     written: list[int] = []  # per attempt: the tasks the killed leader had written
@@ -198,23 +182,8 @@ def test_leader_killed_partway_through_writing_thirty_tasks(cluster: Cluster) ->
         f"(tasks written when killed: {written})"
     )
 
-    most = 0  # never more than 30 at once: nothing was scheduled twice
-
-    def thirty() -> list[Container] | None:
-        nonlocal most
-        found = cluster.containers(SERVICE)
-        most = max(most, len(found))
-        return found if len(found) == REPLICAS else None
-
-    running = poll(thirty, within=90, what=f"{REPLICAS} containers running")
-    assert slots_once(running, REPLICAS), Counter(c.labels[LABEL_SLOT] for c in running)
-    time.sleep(2.0)  # nothing more arrives: no slot twice
-    final = cluster.containers(SERVICE)
-    assert most == REPLICAS
-    assert len(final) == REPLICAS
-    assert slots_once(final, REPLICAS)
-
-    tasks = meant_to_run(cluster)
+    cluster.each_slot_runs_once(SERVICE, REPLICAS, within=90)
+    tasks = cluster.meant_to_run(SERVICE)
     assert sorted(t["slot"] for t in tasks) == list(range(1, REPLICAS + 1))
     after = asyncio.run(read_store(cluster.discovery))
     assert not after.without_status, f"a task without its status: {after.without_status}"

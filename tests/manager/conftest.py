@@ -3,8 +3,7 @@ after each test; calls to them time out after 2 s."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +11,7 @@ import pytest
 
 from tests.harness.manager import REPO, SHOAL, ManagerProcess, http
 
-__all__ = ["REPO", "SHOAL", "ManagerProcess", "http", "poll", "start_manager"]
-
-
-def poll(condition: Callable[[], Any], *, within: float, what: str) -> Any:
-    """`condition()`'s first true result, asked every 0.05 s; fails after `within` s."""
-    deadline = time.monotonic() + within
-    while True:
-        result = condition()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"{what}: not within {within} s"
-        time.sleep(0.05)
+__all__ = ["REPO", "SHOAL", "ManagerProcess", "http", "start_manager"]
 
 
 @pytest.fixture

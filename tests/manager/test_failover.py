@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.manager.conftest import ManagerProcess, poll
+from tests.harness.polling import poll
+from tests.manager.conftest import ManagerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,9 @@ def test_one_leads_and_the_other_takes_over_when_it_is_killed(
     survivor = b if leader is a else a
     leader.kill()  # SIGKILL: no resignation, the lease must expire
     killed_at = time.monotonic()
-    poll(lambda: survivor.health()["leader"], within=FAILOVER_BOUND + 5, what="failover")
+    poll(
+        lambda: survivor.health()["leader"], within=FAILOVER_BOUND + 5, what="failover", every=0.05
+    )
     took = time.monotonic() - killed_at
     assert took <= FAILOVER_BOUND, f"failover took {took:.1f} s (bound {FAILOVER_BOUND} s)"
 

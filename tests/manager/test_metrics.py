@@ -17,8 +17,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.manager import REPO, SHOAL
+from tests.harness.polling import poll
 from tests.harness.process import ServerProcess
-from tests.manager.conftest import ManagerProcess, poll
+from tests.manager.conftest import ManagerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,9 @@ import pytest
 
 from controlplane.tls import TlsFiles, client_context
 from tests.harness.pki import make_pki
+from tests.harness.polling import poll
 from tests.harness.process import ServerProcess, free_port
-from tests.manager.conftest import REPO, SHOAL, ManagerProcess, poll
+from tests.manager.conftest import REPO, SHOAL, ManagerProcess
 
 pytestmark = pytest.mark.slow
 
